@@ -1,0 +1,14 @@
+"""stag_seg: continual test-time adaptation for OpenMMLab, with the STAG regularizer.
+
+Importing the package registers everything it offers in the OpenMMLab registries, so MM
+configs can name it after ``custom_imports = dict(imports=['stag_seg'])``.
+"""
+from . import compat  # noqa: I001  (first: it prepares mmcv before anything imports mmseg)
+
+compat.install_mmcv_ops_fallback()
+compat.register_safe_globals()
+
+from .version import __version__  # noqa: E402
+from . import registry, stag, methods, models, engine, evaluation, datasets  # noqa: E402,F401
+
+__all__ = ['__version__']

@@ -1,0 +1,222 @@
+"""Everything that papers over the software environment lives here, and only here.
+
+Three problems of the pinned stack (DESIGN.md section 5):
+
+1. ``mmcv-lite`` has no compiled ops, yet ``mmseg`` 1.2.2 imports ``mmcv.ops`` at module
+   level (``point_sample``, ``sigmoid_focal_loss``). When ``mmcv._ext`` is missing, a small
+   pure-PyTorch ``mmcv.ops`` is installed in its place. Ops without a fallback import fine but
+   raise ``ModuleNotFoundError`` naming the op as soon as they are used. A real compiled mmcv is
+   never shadowed.
+2. torch >= 2.6 loads checkpoints with ``weights_only=True``; checkpoints written by MMEngine
+   hold numpy arrays and MMEngine objects, which that loader refuses. They are allowed by an
+   explicit allow-list (:data:`SAFE_CHECKPOINT_GLOBALS`). Loading arbitrary pickles, which can
+   run code, needs the explicit opt-in :func:`enable_full_pickle_loading`, and it warns.
+3. Stock configs use ``SyncBN``, which fails without a process group (one CPU process).
+   :func:`revert_sync_batchnorm` turns it into plain BN in that case only.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import pickle
+import sys
+import types
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# mmengine imports pkg_resources (its `mmseg::` config paths need it) and setuptools warns on
+# every import that it is deprecated; the pin setuptools<81 keeps it available.
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
+
+__all__ = [
+    'MMCV_OPS_FALLBACK', 'SAFE_CHECKPOINT_GLOBALS', 'enable_full_pickle_loading',
+    'install_mmcv_ops_fallback', 'load_checkpoint', 'revert_sync_batchnorm',
+]
+
+# --------------------------------------------------------------------------------------------
+# 1. mmcv.ops fallback
+# --------------------------------------------------------------------------------------------
+
+
+def point_sample(input: Tensor, points: Tensor, align_corners: bool = False,
+                 **kwargs: Any) -> Tensor:
+    """Sample ``input`` (N, C, H, W) at ``points`` (N, P, 2) or (N, Hp, Wp, 2) in [0, 1] (x, y).
+
+    Same contract as ``mmcv.ops.point_sample``: bilinear sampling with zero padding, the
+    result is (N, C, P) for point lists and (N, C, Hp, Wp) for point grids.
+    """
+    as_list = points.dim() == 3
+    grid = points.unsqueeze(2) if as_list else points
+    out = F.grid_sample(input, 2.0 * grid - 1.0, align_corners=align_corners, **kwargs)
+    return out.squeeze(3) if as_list else out
+
+
+def sigmoid_focal_loss(pred: Tensor, target: Tensor, gamma: float = 2.0, alpha: float = 0.25,
+                       weight: Tensor | None = None, reduction: str = 'mean') -> Tensor:
+    """Sigmoid focal loss (Lin et al. 2017) with ``mmcv.ops.sigmoid_focal_loss``'s contract.
+
+    ``pred`` is (N, C) logits and ``target`` (N,) class indices; ``weight`` (C,) weighs the
+    classes. ``reduction`` is ``'none'``, ``'mean'`` or ``'sum'``.
+    """
+    one_hot = F.one_hot(target.long(), pred.size(1)).to(pred.dtype)
+    prob = pred.sigmoid()
+    p_t = prob * one_hot + (1 - prob) * (1 - one_hot)
+    alpha_t = alpha * one_hot + (1 - alpha) * (1 - one_hot)
+    loss = F.binary_cross_entropy_with_logits(pred, one_hot, reduction='none')
+    loss = alpha_t * (1 - p_t).pow(gamma) * loss
+    if weight is not None:
+        loss = loss * weight.view(1, -1)
+    if reduction == 'mean':
+        return loss.sum() / pred.size(0)
+    if reduction == 'sum':
+        return loss.sum()
+    if reduction == 'none':
+        return loss
+    raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+
+
+def _missing_op(name: str) -> type:
+    """A stand-in for a compiled op without fallback: importable, fails clearly when used."""
+
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise ModuleNotFoundError(
+            f'mmcv.ops.{name} needs the compiled mmcv ops, but only mmcv-lite is installed. '
+            'Build them with `make mmcv-full` (compiled mmcv 2.1.0), or choose a model that '
+            f'does not use {name}.')
+
+    return type(name, (), {'__init__': fail, '__new__': fail, '__call__': fail})
+
+
+# Ops mmseg 1.2.2 / mmpretrain 1.2.0 may import from mmcv.ops, and what we give each.
+_FALLBACKS = {'point_sample': point_sample, 'sigmoid_focal_loss': sigmoid_focal_loss}
+
+#: True once the pure-PyTorch ``mmcv.ops`` was installed (compiled ops are missing).
+MMCV_OPS_FALLBACK = False
+
+
+def install_mmcv_ops_fallback() -> bool:
+    """Install the pure-PyTorch ``mmcv.ops`` when ``mmcv._ext`` is missing.
+
+    Returns:
+        bool: True when the fallback is (now) in place, False when real compiled ops exist.
+    """
+    global MMCV_OPS_FALLBACK
+    if MMCV_OPS_FALLBACK:
+        return True
+    if importlib.util.find_spec('mmcv') is None:
+        raise ModuleNotFoundError('stag_seg needs mmcv (mmcv-lite 2.1.0 or mmcv 2.1.0); '
+                                  'run `make install`.')
+    if importlib.util.find_spec('mmcv._ext') is not None:
+        return False
+    ops = types.ModuleType('mmcv.ops')
+    ops.__doc__ = 'Pure-PyTorch stand-in for mmcv.ops, installed by stag_seg.compat.'
+    ops.__path__ = []  # a package, so `import mmcv.ops.<x>` fails with ModuleNotFoundError
+    for name, fn in _FALLBACKS.items():
+        setattr(ops, name, fn)
+
+    def __getattr__(name: str) -> Any:
+        if name.startswith('__'):
+            raise AttributeError(name)
+        return _missing_op(name)
+
+    ops.__getattr__ = __getattr__
+    # mmcv.cnn warns on every import that MultiScaleDeformableAttention is missing; we know.
+    warnings.filterwarnings('ignore', message='Fail to import ``MultiScaleDeformableAttention``')
+    # A failed earlier import may have left half-initialised submodules behind.
+    for key in [k for k in sys.modules if k == 'mmcv.ops' or k.startswith('mmcv.ops.')]:
+        del sys.modules[key]
+    import mmcv
+    sys.modules['mmcv.ops'] = ops
+    mmcv.ops = ops
+    MMCV_OPS_FALLBACK = True
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# 2. safe checkpoint loading
+# --------------------------------------------------------------------------------------------
+
+
+def _safe_globals() -> list:
+    """Types that MMEngine/MMSeg checkpoints hold besides tensors; none of them runs code."""
+    from mmengine.logging import HistoryBuffer
+    from numpy.dtypes import (BoolDType, Float16DType, Float32DType, Float64DType,
+                              Int32DType, Int64DType, UInt8DType)
+
+    multiarray = np._core.multiarray
+    return [
+        np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar,
+        BoolDType, Float16DType, Float32DType, Float64DType, Int32DType, Int64DType, UInt8DType,
+        HistoryBuffer,
+    ]
+
+
+#: Filled by :func:`register_safe_globals`; what ``weights_only`` loading accepts beyond torch's own.
+SAFE_CHECKPOINT_GLOBALS: list = []
+
+_FULL_PICKLE_ENV = 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'
+
+
+def register_safe_globals() -> None:
+    """Allow the types of :func:`_safe_globals` in torch's ``weights_only`` unpickler."""
+    if not SAFE_CHECKPOINT_GLOBALS:
+        SAFE_CHECKPOINT_GLOBALS.extend(_safe_globals())
+        torch.serialization.add_safe_globals(SAFE_CHECKPOINT_GLOBALS)
+
+
+def enable_full_pickle_loading() -> None:
+    """Opt in to loading checkpoints as full pickles, which can execute arbitrary code.
+
+    Only for checkpoints from a source you trust. It affects every later ``torch.load`` in this
+    process that does not set ``weights_only`` itself (MMEngine's loaders included).
+    """
+    warnings.warn(
+        'Full-pickle checkpoint loading is enabled: a checkpoint can now run arbitrary code '
+        'when it is loaded. Only load files you trust.', UserWarning, stacklevel=2)
+    logging.getLogger('stag_seg').warning('full-pickle checkpoint loading enabled')
+    os.environ[_FULL_PICKLE_ENV] = '1'
+
+
+def load_checkpoint(filename: str, map_location: str | torch.device = 'cpu') -> Any:
+    """Load a checkpoint file with the ``weights_only`` unpickler and the allow-list.
+
+    Raises:
+        FileNotFoundError: ``filename`` does not exist.
+        pickle.UnpicklingError: the file holds objects outside the allow-list (for instance a
+            pickle that would run code); the message names the fix.
+    """
+    if not os.path.isfile(filename):
+        raise FileNotFoundError(f'checkpoint not found: {filename}')
+    register_safe_globals()
+    full = os.environ.get(_FULL_PICKLE_ENV, '0').lower() in ('1', 'y', 'yes', 'true')
+    try:
+        return torch.load(filename, map_location=map_location, weights_only=not full)
+    except pickle.UnpicklingError as err:
+        raise pickle.UnpicklingError(
+            f'refused to load {filename}: it holds objects outside the safe allow-list, and '
+            'loading them could run code. If you trust the file, opt in with '
+            '`--unsafe-load` (tools) or stag_seg.compat.enable_full_pickle_loading(). '
+            f'Details: {err}') from None
+
+
+# --------------------------------------------------------------------------------------------
+# 3. SyncBN without a process group
+# --------------------------------------------------------------------------------------------
+
+
+def revert_sync_batchnorm(model: nn.Module) -> nn.Module:
+    """Replace ``SyncBatchNorm`` layers by ``BatchNorm2d`` when no process group exists.
+
+    Returns the model (a new object only when the top-level module itself was a SyncBN).
+    """
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        return model
+    from mmengine.model import revert_sync_batchnorm as revert
+    return revert(model)
