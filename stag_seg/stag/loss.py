@@ -1,0 +1,180 @@
+"""The STAG loss: cosine alignment of each position's entropy gradient with its class anchor.
+
+For a position with logits ``l``, prediction ``y = argmax l`` and ``s = s(l)``
+(:func:`~stag_seg.stag.entropy.entropy_grad`), the cosine depends on ``space``:
+
+- ``'feature'`` (default): ``cos(g, a_y)`` with ``g = W^T s``, the entropy gradient w.r.t. the
+  feature entering the classifier. The Gram form never builds ``g``::
+
+      cos = s^T (W a_y) / (sqrt(s^T G s) * |a_y|),   G = W W^T
+
+  so only C-dimensional quantities exist per position. ``form='explicit'`` builds ``g``
+  (D values per position) and must agree to float precision.
+- ``'logit'``: ``cos(s, s_y)``.
+- ``'weight'``: the gradient w.r.t. the last layer's weight is ``s z^T`` and the anchor's is
+  ``s_y w_y^T``; their cosine factorises as ``cos(s, s_y) * cos(z, w_y)``. Needs ``features``.
+
+The loss is ``sum(m * w * (1 - cos)) / sum(m)`` over the positions the method selected (mask
+``m``, weights ``w``) whose entropy gradient and anchor are not ~0: a one-hot prediction has no
+entropy gradient and is excluded, never turned into NaN.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .anchors import Anchors
+from .entropy import entropy_grad
+
+__all__ = ['SPACES', 'FORMS', 'gram_matrices', 'stag_cosine', 'stag_loss']
+
+SPACES = ('feature', 'logit', 'weight')
+FORMS = ('gram', 'explicit')
+
+
+def gram_matrices(weight: Tensor, anchors: Anchors) -> tuple[Tensor, Tensor]:
+    """``G = W W^T`` and ``K = W A^T`` (column c is ``W a_c``), both (C, C).
+
+    Gradients flow into ``weight`` when it requires them; the anchors ``A`` are constants.
+    """
+    return weight @ weight.t(), weight @ anchors.features.t()
+
+
+def _flatten(x: Tensor) -> Tensor:
+    """(N, C, *) -> (N * prod(*), C)."""
+    return x.movedim(1, -1).reshape(-1, x.size(1))
+
+
+def _check_shapes(logits: Tensor, weight: Tensor, features: Tensor | None) -> None:
+    if logits.dim() < 2:
+        raise ValueError(f'logits must be (N, C, *), got shape {tuple(logits.shape)}')
+    if weight.dim() != 2 or weight.size(0) != logits.size(1):
+        raise ValueError(f'weight must be (C, D) with C = {logits.size(1)} classes of the logits, '
+                         f'got shape {tuple(weight.shape)}')
+    if features is not None and (features.shape[0] != logits.shape[0]
+                                 or features.shape[2:] != logits.shape[2:]
+                                 or features.size(1) != weight.size(1)):
+        raise ValueError(f'features must be (N, D, *) = ({logits.size(0)}, {weight.size(1)}, '
+                         f'{", ".join(map(str, logits.shape[2:]))}), got {tuple(features.shape)}')
+
+
+def stag_cosine(logits: Tensor,
+                weight: Tensor,
+                anchors: Anchors,
+                features: Tensor | None = None,
+                space: str = 'feature',
+                form: str = 'gram',
+                temperature: float = 1.0,
+                eps: float = 1e-12,
+                gram: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+    """Cosine between each position's entropy gradient and the anchor of its predicted class.
+
+    Args:
+        logits (Tensor): (N, C, *) logits at the classifier's resolution.
+        weight (Tensor): (C, D) classifier weight ``W``.
+        anchors (Anchors): From :func:`~stag_seg.stag.anchors.compute_anchors`.
+        features (Tensor, optional): (N, D, *) classifier inputs ``z``; needed by
+            ``space='weight'``. Defaults to None.
+        space (str): ``'feature'``, ``'logit'`` or ``'weight'``. Defaults to ``'feature'``.
+        form (str): ``'gram'`` or ``'explicit'``. Defaults to ``'gram'``.
+        temperature (float): Softmax temperature tau. Defaults to 1.0.
+        eps (float): Norms at or below ``eps`` count as zero. Defaults to 1e-12.
+        gram (tuple, optional): Precomputed :func:`gram_matrices` (feature space only).
+
+    Returns:
+        tuple[Tensor, Tensor]: ``cos`` (N, *) (0 where invalid) and ``valid`` (N, *) bool.
+    """
+    if space not in SPACES:
+        raise ValueError(f'space must be one of {SPACES}, got {space!r}')
+    if form not in FORMS:
+        raise ValueError(f'form must be one of {FORMS}, got {form!r}')
+    if space == 'weight' and features is None:
+        raise ValueError("space='weight' needs the classifier's input features")
+    _check_shapes(logits, weight, features)
+    out_shape = (logits.size(0), ) + tuple(logits.shape[2:])
+    flat = _flatten(logits)
+    pred = flat.detach().argmax(1)
+    s = entropy_grad(flat, temperature, dim=1)
+    s_y = anchors.logit_grads[pred]
+    eps2 = eps * eps
+
+    if space == 'feature':
+        a_sq = anchors.features.pow(2).sum(1)[pred]
+        if form == 'gram':
+            g_mat, k_mat = gram if gram is not None else gram_matrices(weight, anchors)
+            dot = (s * k_mat.t()[pred]).sum(1)
+            g_sq = ((s @ g_mat) * s).sum(1)
+        else:
+            g = s @ weight
+            dot = (g * anchors.features[pred]).sum(1)
+            g_sq = g.pow(2).sum(1)
+        norms_sq = (g_sq, a_sq)
+    elif space == 'logit' or form == 'gram':
+        dot = (s * s_y).sum(1)
+        norms_sq = (s.pow(2).sum(1), s_y.pow(2).sum(1))
+        if space == 'weight':
+            z = _flatten(features)
+            w_y = anchors.weight[pred]
+            dot = dot * (z * w_y).sum(1)
+            norms_sq += (z.pow(2).sum(1), w_y.pow(2).sum(1))
+    else:  # weight space, explicit: materialise the (C, D) outer products per position
+        z = _flatten(features)
+        grad_w = (s.unsqueeze(2) * z.unsqueeze(1)).flatten(1)
+        anchor_w = (s_y.unsqueeze(2) * anchors.weight[pred].unsqueeze(1)).flatten(1)
+        dot = (grad_w * anchor_w).sum(1)
+        norms_sq = (grad_w.pow(2).sum(1), anchor_w.pow(2).sum(1))
+
+    valid = torch.ones_like(dot, dtype=torch.bool)
+    denom = torch.ones_like(dot)
+    for n_sq in norms_sq:
+        valid &= n_sq.detach() > eps2
+        # clamping keeps both the value and the gradient finite where a norm vanishes
+        denom = denom * n_sq.clamp_min(eps2).sqrt()
+    cos = torch.where(valid, dot / denom, torch.zeros_like(dot))
+    return cos.reshape(out_shape), valid.reshape(out_shape)
+
+
+def stag_loss(logits: Tensor,
+              weight: Tensor,
+              anchors: Anchors,
+              features: Tensor | None = None,
+              mask: Tensor | None = None,
+              weights: Tensor | None = None,
+              space: str = 'feature',
+              form: str = 'gram',
+              temperature: float = 1.0,
+              eps: float = 1e-12,
+              gram: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """``mean(1 - cos)`` over the selected, valid positions, weighted by ``weights``.
+
+    Args:
+        logits, weight, anchors, features, space, form, temperature, eps, gram: As in
+            :func:`stag_cosine`.
+        mask (Tensor, optional): (N, *) or (N,) bool, the positions the method selected.
+            Defaults to None (all).
+        weights (Tensor, optional): (N, *) or (N,) non-negative per-position or per-sample
+            weights from the method. Defaults to None (all ones).
+
+    Returns:
+        tuple[Tensor, Tensor, Tensor]: The scalar loss (0, still differentiable, when no
+        position is valid), ``cos`` (N, *) and the positions used (N, *) bool.
+    """
+    cos, valid = stag_cosine(logits, weight, anchors, features, space, form, temperature, eps,
+                             gram)
+    if mask is not None:
+        valid = valid & _broadcast(mask, cos, 'mask').bool()
+    per_pos = 1.0 - cos
+    if weights is not None:
+        per_pos = per_pos * _broadcast(weights, cos, 'weights').to(per_pos.dtype)
+    total = torch.where(valid, per_pos, torch.zeros_like(per_pos)).sum()
+    return total / valid.sum().clamp_min(1), cos, valid
+
+
+def _broadcast(x: Tensor, like: Tensor, name: str) -> Tensor:
+    """Per-sample (N,) or per-position (N, *) -> (N, *)."""
+    if x.shape == like.shape:
+        return x
+    if x.dim() == 1 and x.size(0) == like.size(0):
+        return x.view(-1, *([1] * (like.dim() - 1))).expand_as(like)
+    raise ValueError(f'{name} must have shape (N,) = ({like.size(0)},) or (N, *) = '
+                     f'{tuple(like.shape)}, got {tuple(x.shape)}')

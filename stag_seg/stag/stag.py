@@ -1,0 +1,128 @@
+"""``STAG``, the registered regularizer: a thin stateful wrapper around :func:`stag_loss`.
+
+It keeps the anchors (frozen: taken once from the source classifier; live: retaken from the
+current classifier every step) and, while the classifier does not change, the Gram matrices.
+"""
+from __future__ import annotations
+
+from torch import Tensor
+
+from ..registry import TTA_REGULARIZERS
+from .anchors import Anchors, compute_anchors
+from .loss import FORMS, SPACES, gram_matrices, stag_loss
+
+ANCHOR_MODES = ('frozen', 'live')
+
+
+@TTA_REGULARIZERS.register_module()
+class STAG:
+    """Structural Test-time Alignment of Gradients.
+
+    Adds ``weight * mean(1 - cos(dH/dz, a_y))`` over the positions the baseline method selected,
+    computed from forward-pass quantities only (one backward pass for the whole step).
+
+    Args:
+        weight (float): lambda, the loss weight. Defaults to 1.0.
+        space (str): Where the gradients are compared: ``'feature'``, ``'logit'`` or
+            ``'weight'`` (DESIGN.md section 2). Defaults to ``'feature'``.
+        form (str): ``'gram'`` (C-dimensional per position) or ``'explicit'`` (builds the
+            gradients; for checking). Defaults to ``'gram'``.
+        temperature (float): Softmax temperature tau. Defaults to 1.0.
+        use_bias (bool): Include the classifier bias in the prototype logits. Defaults to True.
+        anchors (str): ``'frozen'`` (from the source classifier, taken at the first step) or
+            ``'live'`` (from the current classifier at every step, for methods that update it).
+            Defaults to ``'frozen'``.
+        eps (float): Gradient norms at or below ``eps`` count as zero. Defaults to 1e-12.
+    """
+
+    def __init__(self,
+                 weight: float = 1.0,
+                 space: str = 'feature',
+                 form: str = 'gram',
+                 temperature: float = 1.0,
+                 use_bias: bool = True,
+                 anchors: str = 'frozen',
+                 eps: float = 1e-12) -> None:
+        if space not in SPACES:
+            raise ValueError(f'STAG.space must be one of {SPACES}, got {space!r}')
+        if form not in FORMS:
+            raise ValueError(f'STAG.form must be one of {FORMS}, got {form!r}')
+        if anchors not in ANCHOR_MODES:
+            raise ValueError(f'STAG.anchors must be one of {ANCHOR_MODES}, got {anchors!r}')
+        if temperature <= 0:
+            raise ValueError(f'STAG.temperature must be > 0, got {temperature}')
+        if weight < 0:
+            raise ValueError(f'STAG.weight must be >= 0, got {weight}')
+        self.weight = float(weight)
+        self.space = space
+        self.form = form
+        self.temperature = float(temperature)
+        self.use_bias = use_bias
+        self.anchor_mode = anchors
+        self.eps = eps
+        self.anchors: Anchors | None = None
+        self._gram_key: tuple | None = None
+        self._gram: tuple[Tensor, Tensor] | None = None
+
+    @property
+    def name(self) -> str:
+        return 'STAG' if self.weight == 1.0 else f'STAG(weight={self.weight:g})'
+
+    def __repr__(self) -> str:
+        return (f'STAG(weight={self.weight}, space={self.space!r}, form={self.form!r}, '
+                f'temperature={self.temperature}, use_bias={self.use_bias}, '
+                f'anchors={self.anchor_mode!r})')
+
+    def __call__(self,
+                 logits: Tensor,
+                 weight: Tensor,
+                 bias: Tensor | None = None,
+                 features: Tensor | None = None,
+                 mask: Tensor | None = None,
+                 weights: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
+        """The weighted STAG loss of one step and its statistics.
+
+        Args:
+            logits (Tensor): (N, C, *) at the classifier's resolution.
+            weight (Tensor): (C, D) classifier weight. bias (Tensor, optional): (C,).
+            features (Tensor, optional): (N, D, *) classifier inputs (``space='weight'``).
+            mask (Tensor, optional): (N, *) or (N,) positions the method selected.
+            weights (Tensor, optional): (N, *) or (N,) the method's weights.
+
+        Returns:
+            tuple[Tensor, dict]: ``weight * L_STAG`` and ``{'stag_loss', 'stag_cos',
+            'stag_used'}`` (unweighted loss, mean cosine and fraction of positions used).
+        """
+        anchors = self._anchors_for(weight, bias)
+        gram = self._gram_for(weight, anchors)
+        loss, cos, used = stag_loss(logits, weight, anchors, features, mask, weights,
+                                    self.space, self.form, self.temperature, self.eps, gram)
+        n_used = int(used.sum())
+        stats = dict(stag_loss=float(loss.detach()),
+                     stag_cos=float(cos.detach()[used].mean()) if n_used else float('nan'),
+                     stag_used=n_used / max(used.numel(), 1))
+        return self.weight * loss, stats
+
+    def reset(self) -> None:
+        """Forget the cached Gram matrices and live anchors (frozen anchors are the source's)."""
+        self._gram_key = self._gram = None
+        if self.anchor_mode == 'live':
+            self.anchors = None
+
+    def _anchors_for(self, weight: Tensor, bias: Tensor | None) -> Anchors:
+        if self.anchors is None or self.anchor_mode == 'live':
+            self.anchors = compute_anchors(weight, bias, self.temperature, self.use_bias)
+        elif self.anchors.features.device != weight.device:
+            self.anchors = Anchors(*(t.to(weight.device) for t in self.anchors))
+        return self.anchors
+
+    def _gram_for(self, weight: Tensor, anchors: Anchors) -> tuple[Tensor, Tensor] | None:
+        """Gram matrices, recomputed only when the classifier or the anchors changed."""
+        if self.space != 'feature' or self.form != 'gram':
+            return None
+        if weight.requires_grad:  # part of the graph: recompute so gradients reach W
+            return gram_matrices(weight, anchors)
+        key = (weight.data_ptr(), weight._version, id(anchors))
+        if key != self._gram_key:
+            self._gram_key, self._gram = key, gram_matrices(weight, anchors)
+        return self._gram
