@@ -1,0 +1,221 @@
+"""The life cycle every TTA method shares: configure, loss, reset, release.
+
+A method turns a :class:`~stag_seg.models.tap.TapOutput` into a :class:`MethodLoss` (its loss,
+the positions it selected and their weights, a few statistics). It never calls ``backward`` or
+``optimizer.step``: :func:`stag_seg.engine.adapt_step` does each once per step, after adding the
+regularizers' losses on the method's own mask and weights.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import copy
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from mmengine.logging import print_log
+from mmengine.optim import OptimWrapper
+from mmengine.registry import OPTIM_WRAPPERS, OPTIMIZERS
+from torch import Tensor, nn
+
+from ..registry import TTA_METHODS, TTA_REGULARIZERS, build, lookup
+
+if TYPE_CHECKING:  # the models package imports the methods
+    from ..models.tap import TapOutput
+
+__all__ = ['BaseTTAMethod', 'MethodLoss', 'build_method', 'valid_mean']
+
+
+@dataclass
+class MethodLoss:
+    """What a method's ``loss`` returns.
+
+    Attributes:
+        loss (Tensor): Scalar base loss ``L_base``.
+        mask (Tensor | None): (N, *) bool positions (or (N,) samples) the loss uses.
+        weights (Tensor | None): (N, *) or (N,) weights the loss applies to them.
+        stats (dict): Scalars to log (floats).
+    """
+    loss: Tensor
+    mask: Tensor | None = None
+    weights: Tensor | None = None
+    stats: dict = field(default_factory=dict)
+
+
+class BaseTTAMethod:
+    """Base class of TTA methods.
+
+    Subclasses set :attr:`needs_grad` and override :meth:`configure_model`,
+    :meth:`collect_params` and :meth:`loss` (and :meth:`after_step`, :meth:`reset_state` when
+    they keep state of their own).
+
+    Args:
+        optim_wrapper (dict, optional): MMEngine optim wrapper config for the adapted
+            parameters, e.g. ``dict(optimizer=dict(type='Adam', lr=7.5e-6))``. Required when the
+            method updates parameters. Defaults to None.
+        regularizers (Sequence[dict]): Regularizer configs, e.g. ``[dict(type='STAG')]``, added to
+            the loss on the method's own mask and weights. Defaults to ().
+    """
+
+    #: Whether the method computes a loss and updates parameters.
+    needs_grad: bool = True
+
+    def __init__(self,
+                 optim_wrapper: dict | None = None,
+                 regularizers: Sequence[dict] = ()) -> None:
+        if self.needs_grad and optim_wrapper is None:
+            raise ValueError(f'{type(self).__name__} updates parameters and needs '
+                             "optim_wrapper, e.g. dict(optimizer=dict(type='Adam', lr=7.5e-6))")
+        if not self.needs_grad and (regularizers or optim_wrapper is not None):
+            what = 'regularizers' if regularizers else 'an optim_wrapper'
+            raise ValueError(f'{type(self).__name__} does not update the model, so {what} would '
+                             'have no effect; use a gradient-based method such as Tent')
+        self.optim_wrapper_cfg = copy.deepcopy(optim_wrapper)
+        self.regularizers = [build(TTA_REGULARIZERS, cfg, 'tta_method.regularizers[]')
+                             for cfg in regularizers]
+        self.optim_wrapper: OptimWrapper | None = None
+        self.model: nn.Module | None = None
+        self.param_names: list[str] = []
+        self.last_stats: dict = {}
+        self._train_modules: list[nn.Module] = []
+        self._saved: dict = {}
+
+    def __repr__(self) -> str:
+        regs = ', '.join(map(repr, self.regularizers))
+        return f'{type(self).__name__}(regularizers=[{regs}])'
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    @property
+    def configured(self) -> bool:
+        return self.model is not None
+
+    # ------------------------------------------------------------------ life cycle
+    def configure(self, model: nn.Module) -> None:
+        """Prepare ``model`` for adaptation and remember its source state for :meth:`reset`."""
+        if self.model is not None:
+            raise RuntimeError(f'{self.name} is already configured for a model; call release() '
+                               'first')
+        self._saved = dict(
+            modes={m: m.training for m in model.modules()},
+            requires_grad={p: p.requires_grad for p in model.parameters()},
+            track={m: m.track_running_stats for m in model.modules()
+                   if hasattr(m, 'track_running_stats')})
+        self.model = model
+        self._train_modules = list(self.configure_model(model))
+        params, self.param_names = self.collect_params(model)
+        if self.needs_grad:
+            if not params:
+                raise ValueError(f'{self.name} found no parameters to adapt in '
+                                 f'{type(model).__name__}')
+            for p in model.parameters():
+                p.requires_grad_(False)
+            for p in params:
+                p.requires_grad_(True)
+            self.optim_wrapper = _build_optim_wrapper(params, self.optim_wrapper_cfg)
+        total = sum(p.numel() for p in model.parameters())
+        trainable = sum(p.numel() for p in params)
+        print_log(f'{self!r}: adapting {len(params)} tensors, {trainable}/{total} parameters '
+                  f'({trainable / max(total, 1):.2%}); batch-statistics layers: '
+                  f'{len(self._train_modules)}', logger='current')
+        self._source_state = _clone_state(model.state_dict())
+        self._source_optim = (copy.deepcopy(self.optim_wrapper.state_dict())
+                              if self.optim_wrapper is not None else None)
+
+    def apply_modes(self) -> None:
+        """Put the configured layers back in train mode (after the runner called ``eval()``)."""
+        for module in self._train_modules:
+            module.train()
+
+    def reset(self) -> None:
+        """Return to the source: weights, buffers, optimizer, regularizers and method state."""
+        if self.model is None:
+            return
+        self.model.load_state_dict(self._source_state)
+        if self.optim_wrapper is not None:
+            self.optim_wrapper.load_state_dict(copy.deepcopy(self._source_optim))
+            self.optim_wrapper.zero_grad()
+        for reg in self.regularizers:
+            reg.reset()
+        self.reset_state()
+
+    def release(self) -> None:
+        """Undo :meth:`configure`: modes, ``requires_grad`` and batch-statistics settings.
+
+        The weights stay as adapted; call :meth:`reset` first to return to the source.
+        """
+        if self.model is None:
+            return
+        for module, mode in self._saved['modes'].items():
+            module.training = mode
+        for param, flag in self._saved['requires_grad'].items():
+            param.requires_grad_(flag)
+        for module, flag in self._saved['track'].items():
+            module.track_running_stats = flag
+        self.model, self.optim_wrapper, self._train_modules, self._saved = None, None, [], {}
+
+    # ------------------------------------------------------------------ to override
+    def configure_model(self, model: nn.Module) -> list[nn.Module]:
+        """Set modes for adaptation; return the modules that must stay in train mode."""
+        return []
+
+    def collect_params(self, model: nn.Module) -> tuple[list[nn.Parameter], list[str]]:
+        """The parameters to adapt and their names."""
+        return [], []
+
+    def loss(self, out: TapOutput) -> MethodLoss:
+        """The base loss of one step."""
+        raise NotImplementedError(f'{self.name} does not compute a loss')
+
+    def after_step(self, out: TapOutput | None) -> None:
+        """Bookkeeping after the update (EMA teachers, resets, statistics)."""
+
+    def reset_state(self) -> None:
+        """Forget the method's own state (moving averages, counters)."""
+
+
+def _build_optim_wrapper(params: list[nn.Parameter], cfg: dict) -> OptimWrapper:
+    """An MMEngine optim wrapper over exactly ``params`` (e.g. ``OptimWrapper`` or ``AmpOptimWrapper``)."""
+    cfg = copy.deepcopy(cfg)
+    for key in ('paramwise_cfg', 'constructor'):
+        if key in cfg:
+            raise ValueError(f'optim_wrapper.{key} is not supported for adaptation: the method '
+                             'selects the parameters itself')
+    if 'optimizer' not in cfg:
+        raise KeyError("optim_wrapper needs an 'optimizer', e.g. "
+                       "dict(optimizer=dict(type='Adam', lr=7.5e-6))")
+    optimizer = OPTIMIZERS.build(dict(cfg.pop('optimizer'), params=params))
+    cfg.setdefault('type', 'OptimWrapper')
+    return OPTIM_WRAPPERS.build(dict(cfg, optimizer=optimizer))
+
+
+def _clone_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {k: v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
+            for k, v in state.items()}
+
+
+def valid_mean(values: Tensor, mask: Tensor | None) -> Tensor:
+    """Mean of ``values`` (N, *) over ``mask``; 0 (still differentiable) when nothing is selected."""
+    if mask is None:
+        return values.mean()
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp_min(1)
+
+
+
+def build_method(cfg: dict | BaseTTAMethod, optim_wrapper: dict | None = None) -> BaseTTAMethod:
+    """Build a method from its config; ``optim_wrapper`` is used when the config has none.
+
+    Raises:
+        KeyError: ``cfg['type']`` is not a registered method; the message lists the valid ones.
+    """
+    if isinstance(cfg, BaseTTAMethod):
+        return cfg
+    cfg = copy.deepcopy(dict(cfg))
+    cls = lookup(TTA_METHODS, cfg.get('type'), 'tta_method.type')
+    if cls.needs_grad and cfg.get('optim_wrapper') is None:
+        cfg['optim_wrapper'] = copy.deepcopy(optim_wrapper)
+    return build(TTA_METHODS, cfg, 'tta_method')
