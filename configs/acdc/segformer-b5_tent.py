@@ -1,0 +1,5 @@
+# Cityscapes->ACDC with Tent (entropy) on the norm layers, Adam lr 7.5e-6 (the CoTTA protocol).
+_base_ = [
+    './segformer-b5_source.py', '../_base_/tta/tent.py', '../_base_/schedules/acdc_adam.py'
+]
+model = dict(tta_method={{_base_.tta_method}}, adapt_optim_wrapper={{_base_.adapt_optim_wrapper}})

@@ -1,0 +1,3 @@
+# Entry point: Cityscapes->ACDC continual adaptation with Tent + STAG (see configs/acdc/).
+#   python tools/test_tta.py configs/acdc_segformer_stag.py CHECKPOINT [--cfg-options test_cfg.rounds=3]
+_base_ = ['./acdc/segformer-b5_tent_stag.py']

@@ -1,0 +1,69 @@
+"""Run continual test-time adaptation from a config, the way MMSeg's tools/test.py tests.
+
+    python tools/test_tta.py CONFIG [CHECKPOINT] [--work-dir DIR] [--cfg-options k=v ...]
+                             [--launcher none|pytorch|slurm|mpi] [--unsafe-load]
+
+Writes tta_results.{json,csv,md,png} to the work dir (``--work-dir``, else the config's
+``work_dir``, else ``./work_dirs/<config name>``).
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='stag_seg: continual test-time adaptation (predict, then adapt, per batch)')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', nargs='?', default=None,
+                        help='source checkpoint (default: the config\'s load_from)')
+    parser.add_argument('--work-dir', help='where results and logs go')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config keys, e.g. model.tta_method.regularizers="[dict(type=\'STAG\')]" '
+        'test_cfg.rounds=3')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument(
+        '--unsafe-load', action='store_true',
+        help='load the checkpoint as a full pickle (it can run code): only for trusted files')
+    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    import stag_seg  # noqa: F401  (registers the toolkit before the config is built)
+    from stag_seg import compat
+
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if args.checkpoint is not None:
+        cfg.load_from = args.checkpoint
+    if not cfg.get('load_from'):
+        sys.exit(f'{args.config} has no load_from: pass the source CHECKPOINT to adapt')
+    if not osp.isfile(cfg.load_from):
+        sys.exit(f'checkpoint not found: {cfg.load_from}')
+    if args.unsafe_load:
+        compat.enable_full_pickle_loading()
+
+    runner = Runner.from_cfg(cfg)
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()
