@@ -143,6 +143,25 @@ def install_mmcv_ops_fallback() -> bool:
 # --------------------------------------------------------------------------------------------
 
 
+_HISTORY_STATISTICS = ('min', 'max', 'current', 'mean')
+
+
+def _history_buffer_getattr(owner: Any, name: str) -> Any:
+    """The one ``getattr`` a checkpoint may call: a statistics method of ``HistoryBuffer``.
+
+    MMEngine pickles ``HistoryBuffer._statistics_methods`` (in every training checkpoint's
+    ``message_hub``) as ``getattr(HistoryBuffer, 'min')`` and so on. A general ``getattr``
+    would let a pickle reach arbitrary attributes, so only these are resolved.
+    """
+    from mmengine.logging import HistoryBuffer
+    allowed = set(_HISTORY_STATISTICS) | set(HistoryBuffer._statistics_methods)
+    if owner is HistoryBuffer and name in allowed:
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'checkpoint calls getattr({owner!r}, {name!r}); the safe loader only resolves the '
+        f'statistics methods {sorted(allowed)} of mmengine HistoryBuffer')
+
+
 def _safe_globals() -> list:
     """Types that MMEngine/MMSeg checkpoints hold besides tensors; none of them runs code."""
     from mmengine.logging import HistoryBuffer
@@ -153,7 +172,7 @@ def _safe_globals() -> list:
     return [
         np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar,
         BoolDType, Float16DType, Float32DType, Float64DType, Int32DType, Int64DType, UInt8DType,
-        HistoryBuffer,
+        HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr'),
     ]
 
 

@@ -119,3 +119,23 @@ def test_a_pickle_that_would_run_code_is_refused(tiny_run, tmp_path):
     assert proc.returncode != 0
     assert not marker.exists()
     assert 'Weights only load failed' in proc.stderr or 'refused' in proc.stderr
+
+
+def test_the_stock_test_loop_adapts_a_tta_segmentor_too(tiny_run, tmp_path):
+    """A plain MMSeg test flow (Runner.from_cfg(cfg).test() with MMEngine's TestLoop)."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    config, ckpt = tiny_run
+    cfg = Config.fromfile(config)
+    cfg.test_cfg = dict(type='TestLoop')
+    cfg.test_dataloader.dataset.condition = 'fog'
+    cfg.work_dir = str(tmp_path / 'work')
+    cfg.load_from = ckpt
+    runner = Runner.from_cfg(cfg)
+    metrics = runner.test()
+    assert 'mIoU' in metrics
+    source = torch.load(ckpt, weights_only=True)['state_dict']
+    adapted = runner.model.state_dict()
+    changed = {k for k in source if not torch.equal(source[k], adapted[k])}
+    from stag_seg.methods import collect_norm_params
+    assert changed and changed <= set(collect_norm_params(runner.model)[1])
