@@ -23,16 +23,19 @@ test: install
 	$(PY) -m pytest -q tests
 
 demo-data: install
-	@test -f $(DEMO_DATA)/meta.json || $(PY) tools/make_synthetic_acdc.py --out $(DEMO_DATA)
+	@test -f $(DEMO_DATA)/meta.json || \
+		$(PY) tools/make_synthetic_acdc.py --out $(DEMO_DATA) --num-target 100
 
-# Source, Tent and Tent+STAG on the embedded synthetic Cityscapes->ACDC stream, side by side.
+# Source, Tent and Tent+STAG (default and logit readings) on the embedded synthetic
+# Cityscapes->ACDC stream (4 conditions x 100 images x 3 rounds, batch size 1), side by side.
+DEMO_RUNS := source tent tent_stag tent_stag_logit
 demo: demo-data
-	$(PY) tools/test_tta.py configs/demo/segformer-mit-b0_source.py --work-dir $(DEMO_OUT)/source
-	$(PY) tools/test_tta.py configs/demo/segformer-mit-b0_tent.py --work-dir $(DEMO_OUT)/tent
-	$(PY) tools/test_tta.py configs/demo/segformer-mit-b0_tent_stag.py --work-dir $(DEMO_OUT)/tent_stag
-	$(PY) tools/compare_results.py $(DEMO_OUT)/source/tta_results.json \
-		$(DEMO_OUT)/tent/tta_results.json $(DEMO_OUT)/tent_stag/tta_results.json \
-		--labels Source Tent Tent+STAG --out $(DEMO_OUT)
+	@for run in $(DEMO_RUNS); do \
+		$(PY) tools/test_tta.py configs/demo/segformer-mit-b0_$$run.py \
+			--work-dir $(DEMO_OUT)/$$run --cfg-options log_level=WARNING || exit 1; \
+	done
+	$(PY) tools/compare_results.py $(foreach run,$(DEMO_RUNS),$(DEMO_OUT)/$(run)/tta_results.json) \
+		--labels Source Tent 'Tent+STAG' 'Tent+STAG(logit,4)' --out $(DEMO_OUT)
 
 benchmark: install
 	$(PY) tools/benchmark_overhead.py --out work_dirs/benchmark_overhead.json

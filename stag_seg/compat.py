@@ -33,6 +33,9 @@ from torch import Tensor, nn
 # mmengine imports pkg_resources (its `mmseg::` config paths need it) and setuptools warns on
 # every import that it is deprecated; the pin setuptools<81 keeps it available.
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
+# mmseg 1.2.2 warns about its own internals whenever a stock decode head builds its loss.
+warnings.filterwarnings('ignore', message='``build_loss`` would be deprecated soon')
+warnings.filterwarnings('ignore', message='Default ``avg_non_ignore`` is False')
 
 __all__ = [
     'MMCV_OPS_FALLBACK', 'SAFE_CHECKPOINT_GLOBALS', 'enable_full_pickle_loading',
@@ -173,6 +176,7 @@ def _safe_globals() -> list:
         np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar,
         BoolDType, Float16DType, Float32DType, Float64DType, Int32DType, Int64DType, UInt8DType,
         HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr'),
+        torch.torch_version.TorchVersion,  # a str subclass; `torch.__version__` in metas
     ]
 
 

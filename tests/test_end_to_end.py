@@ -66,6 +66,9 @@ def test_test_tta_writes_results_matching_the_schema(tiny_run, tmp_path):
     assert [(r['round'], r['domain']) for r in doc['records']] == [
         (r, d) for r in (1, 2) for d in ('fog', 'night', 'rain', 'snow')]
     assert all(r['num_samples'] == 3 for r in doc['records'])
+    # the method's and STAG's statistics, averaged per (round, domain)
+    assert all(0 <= r['adapt/stag_used'] <= 1 and -1 <= r['adapt/stag_cos'] <= 1
+               and r['adapt/loss'] > 0 for r in doc['records'])
     assert doc['checkpoint'] == ckpt and doc['config'] == config and doc['seed'] == 0
     assert {'torch', 'mmseg', 'mmengine', 'stag_seg'} <= set(doc['versions'])
     assert doc['images_per_s'] > 0

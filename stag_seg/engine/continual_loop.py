@@ -134,15 +134,21 @@ class ContinualTestLoop(TestLoop):
         self.dataloader = loader
         self.evaluator.dataset_meta = getattr(loader.dataset, 'metainfo', None)
         running.reset()
+        method = getattr(self._model(), 'tta_method', None)
+        stat_sums: dict[str, float] = {}
         num, start = 0, time.perf_counter()
         for idx, data_batch in enumerate(loader):
             self.run_iter(idx, data_batch)
+            for key, value in (getattr(method, 'last_stats', None) or {}).items():
+                stat_sums[key] = stat_sums.get(key, 0.0) + float(value)
             num += len(data_batch['inputs'])
             bar.update(1)
             bar.set_postfix_str(self._postfix(round_idx, domain, running, num,
                                               time.perf_counter() - start), refresh=False)
         seconds = time.perf_counter() - start
         metrics = self.evaluator.evaluate(len(loader.dataset))
+        # the method's and regularizers' statistics (losses, STAG cosine, ...), mean per step
+        metrics.update({f'adapt/{k}': v / len(loader) for k, v in stat_sums.items()})
         record = self.results.add(round_idx, domain, len(loader.dataset), metrics, seconds)
         print_log(f'round {round_idx}/{self.rounds} {domain}: {self.results.metric} '
                   f'{record[self.results.metric]:.2f} ({num} images, {num / seconds:.2f} img/s)',
@@ -154,18 +160,19 @@ class ContinualTestLoop(TestLoop):
         shown = f' {self.results.metric}={value:.1f}' if value is not None else ''
         return f'r{round_idx} {domain}{shown} {num / max(seconds, 1e-9):.2f} img/s'
 
+    def _model(self):
+        model = self.runner.model
+        return model.module if is_model_wrapper(model) else model
+
     def _reset_model(self) -> None:
-        model = self.runner.model.module if is_model_wrapper(self.runner.model) \
-            else self.runner.model
+        model = self._model()
         if not hasattr(model, 'reset_adaptation'):
             raise TypeError(f'test_cfg.episodic=True needs a model that can reset to its source '
                             f'(TTAEncoderDecoder), got {type(model).__name__}')
         model.reset_adaptation()
 
     def _write(self) -> None:
-        model = self.runner.model.module if is_model_wrapper(self.runner.model) \
-            else self.runner.model
-        method = getattr(model, 'tta_method', None)
+        method = getattr(self._model(), 'tta_method', None)
         cfg = self.runner.cfg
         doc = self.results.to_dict(
             method=method.name if method is not None else 'Source',

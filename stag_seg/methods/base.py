@@ -121,7 +121,8 @@ class BaseTTAMethod:
         print_log(f'{self!r}: adapting {len(params)} tensors, {trainable}/{total} parameters '
                   f'({trainable / max(total, 1):.2%}); batch-statistics layers: '
                   f'{len(self._train_modules)}', logger='current')
-        self._source_state = _clone_state(model.state_dict())
+        # what reset() returns to; methods that never update have nothing to restore
+        self._source_state = _clone_state(model.state_dict()) if self.needs_grad else None
         self._source_optim = (copy.deepcopy(self.optim_wrapper.state_dict())
                               if self.optim_wrapper is not None else None)
 
@@ -134,7 +135,8 @@ class BaseTTAMethod:
         """Return to the source: weights, buffers, optimizer, regularizers and method state."""
         if self.model is None:
             return
-        self.model.load_state_dict(self._source_state)
+        if self._source_state is not None:
+            self.model.load_state_dict(self._source_state)
         if self.optim_wrapper is not None:
             self.optim_wrapper.load_state_dict(copy.deepcopy(self._source_optim))
             self.optim_wrapper.zero_grad()

@@ -68,4 +68,5 @@ class Tent(BaseTTAMethod):
         else:
             per_pos = F.cross_entropy(out.logits, out.logits.detach().argmax(1), reduction='none')
         loss = valid_mean(per_pos, out.valid)
-        return MethodLoss(loss, mask=out.valid, stats={f'tent_{self.loss_type}': float(loss)})
+        return MethodLoss(loss, mask=out.valid,
+                          stats={f'tent_{self.loss_type}': float(loss.detach())})
