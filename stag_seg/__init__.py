@@ -9,6 +9,8 @@ compat.install_mmcv_ops_fallback()
 compat.register_safe_globals()
 
 from .version import __version__  # noqa: E402
-from . import registry, stag, methods, models, engine, evaluation, datasets  # noqa: E402,F401
+# engine before models: the hooks in engine/ use the models' taps and adapted steps, which in
+# turn run engine.adapt; this order lets each module find the other fully imported.
+from . import registry, stag, methods, engine, models, evaluation, datasets  # noqa: E402,F401
 
 __all__ = ['__version__']

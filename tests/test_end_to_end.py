@@ -16,17 +16,6 @@ CITYSCAPES_CLASSES = 19
 
 
 @pytest.fixture(scope='module')
-def tiny_tree(tmp_path_factory):
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
-    import make_synthetic_acdc
-    out = str(tmp_path_factory.mktemp('data') / 'synthetic_acdc')
-    make_synthetic_acdc.main(['--out', out, '--num-source-train', '2', '--num-source-val', '1',
-                              '--num-target', '3', '--width', '64', '--height', '32',
-                              '--workers', '1'])
-    return out
-
-
-@pytest.fixture(scope='module')
 def tiny_run(tiny_tree, tmp_path_factory):
     """A config file and a checkpoint for a tiny 19-class segmentor."""
     tmp = tmp_path_factory.mktemp('run')

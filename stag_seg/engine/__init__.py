@@ -1,5 +1,6 @@
-"""The adaptation step and the loops that drive it."""
+"""The adaptation step, the loop that drives a stream, and the hooks for stock test loops."""
 from .adapt import adapt_step
 from .continual_loop import ContinualTestLoop
+from .tta_hook import STAGHook, TTAHook
 
-__all__ = ['ContinualTestLoop', 'adapt_step']
+__all__ = ['ContinualTestLoop', 'STAGHook', 'TTAHook', 'adapt_step']

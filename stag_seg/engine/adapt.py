@@ -12,7 +12,7 @@ from torch import Tensor
 
 if TYPE_CHECKING:  # the models import this module
     from ..methods.base import BaseTTAMethod
-    from ..models.tap import ClassifierTap
+    from ..models.tap import ClassifierTap, TapOutput
 
 __all__ = ['adapt_step']
 
@@ -22,7 +22,8 @@ T = TypeVar('T')
 def adapt_step(method: BaseTTAMethod,
                tap: ClassifierTap,
                forward: Callable[[], T],
-               valid: Callable[[Tensor], Tensor | None] | None = None) -> T:
+               valid: Callable[[Tensor], Tensor | None] | None = None,
+               check: Callable[['TapOutput', T], None] | None = None) -> T:
     """Run ``forward`` once, then update the model once from what the tap recorded.
 
     Args:
@@ -30,6 +31,8 @@ def adapt_step(method: BaseTTAMethod,
         tap (ClassifierTap): The tap on the model's final classifier.
         forward (Callable): Runs the model and returns its predictions (e.g. logits).
         valid (Callable, optional): Maps the tapped logits (N, C, *) to their padding mask.
+        check (Callable, optional): Called with the tap output and the predictions before the
+            loss, to verify that the tapped layer is what the predictions come from.
 
     Returns:
         What ``forward`` returned, computed before the update (predict-then-update). Callers
@@ -49,6 +52,8 @@ def adapt_step(method: BaseTTAMethod,
         out = tap.output()
         if valid is not None:
             out.valid = valid(out.logits)
+        if check is not None:
+            check(out, result)
         base = method.loss(out)
         total, stats = base.loss, dict(base.stats)
         for reg in method.regularizers:

@@ -165,11 +165,11 @@ class ContinualTestLoop(TestLoop):
         return model.module if is_model_wrapper(model) else model
 
     def _reset_model(self) -> None:
-        model = self._model()
-        if not hasattr(model, 'reset_adaptation'):
-            raise TypeError(f'test_cfg.episodic=True needs a model that can reset to its source '
-                            f'(TTAEncoderDecoder), got {type(model).__name__}')
-        model.reset_adaptation()
+        method = getattr(self._model(), 'tta_method', None)
+        if method is None:
+            raise TypeError(f'test_cfg.episodic=True needs a model that adapts (TTAEncoderDecoder '
+                            f'or a TTAHook), got {type(self._model()).__name__}')
+        method.reset()
 
     def _write(self) -> None:
         method = getattr(self._model(), 'tta_method', None)

@@ -58,6 +58,8 @@ class ClassifierTap:
                             f'{type(layer).__name__}')
         self.layer = layer
         self.name = name
+        #: Set once a step verified that the predictions come from this layer's output.
+        self.checked = False
         self._records: list[tuple[Tensor, Tensor]] = []
 
     @property

@@ -1,0 +1,307 @@
+"""TTAHook/STAGHook in the stock test flow (Runner.from_cfg(cfg).test()) of MMSeg and mmpretrain."""
+import copy
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+from conftest import build_segmentor, tiny_segmentor_cfg
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+from mmengine.runner import Runner
+from PIL import Image
+
+from stag_seg.engine import STAGHook, TTAHook
+from stag_seg.methods import collect_norm_params
+
+TENT = dict(type='Tent', optim_wrapper=dict(optimizer=dict(type='Adam', lr=5e-3)))
+NUM_CLS = 3
+
+
+@HOOKS.register_module(force=True)
+class _RecordPredictions(Hook):
+    """Test-only: keeps what the model predicted for every batch."""
+    priority = 'LOWEST'
+
+    def __init__(self):
+        self.outputs = []
+
+    def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        for out in outputs:
+            pred = out.pred_sem_seg.data if 'pred_sem_seg' in out else out.pred_score
+            self.outputs.append(pred.detach().clone())
+
+
+def _seg_cfg(tree, tmp_path, model_type='EncoderDecoder', tta_method=None):
+    model = tiny_segmentor_cfg(num_classes=19)
+    model.pop('adapt_optim_wrapper')
+    model.pop('tta_method')
+    model['type'] = model_type
+    if tta_method is not None:
+        model['tta_method'] = tta_method
+    cfg = Config(dict(
+        default_scope='mmseg', model=model, work_dir=str(tmp_path), randomness=dict(seed=0),
+        test_dataloader=dict(
+            batch_size=1, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
+            dataset=dict(type='ACDCDataset', data_root=tree, condition=['fog', 'snow'],
+                         pipeline=[dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
+                                   dict(type='PackSegInputs')])),
+        test_evaluator=dict(type='IoUMetric', iou_metrics=['mIoU']),
+        test_cfg=dict(type='TestLoop'), log_level='WARNING'))
+    return cfg
+
+
+@pytest.fixture(scope='module')
+def seg_checkpoint(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp('ckpt') / 'seg.pth')
+    torch.save(dict(state_dict=build_segmentor(num_classes=19).state_dict()), path)
+    return path
+
+
+def _run(cfg, checkpoint, hooks=()):
+    cfg = copy.deepcopy(cfg)
+    cfg.load_from = checkpoint
+    cfg.custom_hooks = [*hooks, dict(type='_RecordPredictions')]
+    runner = Runner.from_cfg(cfg)
+    metrics = runner.test()
+    recorder = next(h for h in runner.hooks if isinstance(h, _RecordPredictions))
+    return runner, metrics, recorder.outputs
+
+
+def test_the_hook_adapts_a_stock_segmentor_like_tta_encoder_decoder(tiny_tree, tmp_path,
+                                                                     seg_checkpoint):
+    cfg = _seg_cfg(tiny_tree, tmp_path)
+    _, plain_metrics, plain = _run(cfg, seg_checkpoint)
+    hook = dict(type='STAGHook', method=TENT, weight=1.0)
+    runner, metrics, hooked = _run(cfg, seg_checkpoint, [hook])
+    wrapped_cfg = _seg_cfg(tiny_tree, tmp_path, 'TTAEncoderDecoder',
+                           dict(TENT, regularizers=[dict(type='STAG', weight=1.0)]))
+    _, wrapped_metrics, wrapped = _run(wrapped_cfg, seg_checkpoint)
+    _, _, normed = _run(cfg, seg_checkpoint, [dict(type='TTAHook', method=dict(type='Norm'))])
+    assert len(plain) == len(hooked) == len(wrapped) == len(normed) == 6
+    assert any(not torch.equal(a, b) for a, b in zip(plain, hooked))
+    # predict-then-update: Tent's first prediction is made before any update, so it equals the
+    # prediction with test-batch statistics alone (Norm); later ones follow the updates
+    assert torch.equal(normed[0], hooked[0])
+    assert any(not torch.equal(a, b) for a, b in zip(normed[1:], hooked[1:]))
+    for a, b in zip(hooked, wrapped):
+        assert torch.equal(a, b)
+    assert 'mIoU' in metrics and metrics['mIoU'] == wrapped_metrics['mIoU']
+    # only normalization-layer parameters moved, and the model is a stock one again
+    source = torch.load(seg_checkpoint, weights_only=True)['state_dict']
+    adapted = runner.model.state_dict()
+    changed = {k for k in source if not torch.equal(source[k], adapted[k])}
+    assert changed and changed <= set(collect_norm_params(runner.model)[1])
+    assert 'test_step' not in vars(runner.model) and 'tta_method' not in vars(runner.model)
+
+
+def test_a_run_without_the_hook_is_untouched_by_an_earlier_hooked_run(tiny_tree, tmp_path,
+                                                                       seg_checkpoint):
+    cfg = _seg_cfg(tiny_tree, tmp_path)
+    _, _, before = _run(cfg, seg_checkpoint)
+    _run(cfg, seg_checkpoint, [dict(type='TTAHook', method=TENT)])
+    runner, _, after = _run(cfg, seg_checkpoint)
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
+    assert all(p.requires_grad for p in runner.model.parameters())
+
+
+def test_final_state_reset_restores_the_source_and_save_adapted_writes_the_weights(
+        tiny_tree, tmp_path, seg_checkpoint):
+    cfg = _seg_cfg(tiny_tree, tmp_path)
+    hook = dict(type='TTAHook', method=TENT, final_state='reset', save_adapted=True)
+    runner, _, _ = _run(cfg, seg_checkpoint, [hook])
+    source = torch.load(seg_checkpoint, weights_only=True)['state_dict']
+    for key, value in runner.model.state_dict().items():
+        assert torch.equal(value, source[key]), key
+    saved = torch.load(osp.join(str(tmp_path), 'adapted_weights.pth'), weights_only=True)
+    assert saved['meta'] == dict(method='Tent', regularizers=[])
+    assert any(not torch.equal(v, source[k]) for k, v in saved['state_dict'].items())
+    # modes and requires_grad are what they were before the test
+    assert all(p.requires_grad for p in runner.model.parameters())
+
+
+def test_two_hooks_cannot_be_stacked(tiny_tree, tmp_path, seg_checkpoint):
+    cfg = _seg_cfg(tiny_tree, tmp_path)
+    hooks = [dict(type='TTAHook', method=TENT), dict(type='STAGHook', method=TENT)]
+    with pytest.raises(RuntimeError, match='2 TTA hooks .* would adapt the same model'):
+        _run(cfg, seg_checkpoint, hooks)
+
+
+def test_a_self_adapting_model_with_a_hook_is_refused(tiny_tree, tmp_path, seg_checkpoint):
+    cfg = _seg_cfg(tiny_tree, tmp_path, 'TTAEncoderDecoder', dict(type='Source'))
+    with pytest.raises(RuntimeError, match='already adapts itself'):
+        _run(cfg, seg_checkpoint, [dict(type='TTAHook', method=TENT)])
+
+
+def test_models_without_a_tappable_classifier_are_refused():
+    from stag_seg.models import tap_model
+    with pytest.raises(TypeError, match='neither an MMSeg segmentor .* nor an mmpretrain'):
+        tap_model(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+    model = build_segmentor()
+    del model.decode_head.conv_seg
+    with pytest.raises(TypeError, match='has no conv_seg layer'):
+        tap_model(model)
+
+
+@pytest.mark.parametrize('kwargs, error, match', [
+    (dict(method='Tent'), TypeError, "TTAHook.method must be a dict with a 'type'"),
+    (dict(method=TENT, final_state='restore'), ValueError, 'TTAHook.final_state must be one of'),
+    (dict(method=dict(type='Tent')), ValueError, 'needs optim_wrapper'),
+])
+def test_bad_hook_configs_fail_at_construction(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        TTAHook(**kwargs)
+
+
+def test_stag_hook_is_a_tta_hook_with_stag_first():
+    hook = STAGHook(method=dict(TENT, regularizers=[]), weight=2.0, space='logit')
+    assert hook.method_cfg['regularizers'] == [dict(
+        type='STAG', weight=2.0, space='logit', form='gram', temperature=1.0, use_bias=True,
+        anchors='frozen')]
+
+
+# ---------------------------------------------------------------------------- mmpretrain
+def _image_folder(root, per_class=4, size=32):
+    rng = np.random.default_rng(0)
+    for c in range(NUM_CLS):
+        folder = osp.join(root, f'class_{c}')
+        import os
+        os.makedirs(folder, exist_ok=True)
+        for i in range(per_class):
+            img = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            img[..., c] = np.clip(img[..., c].astype(int) + 80, 0, 255)  # some class signal
+            Image.fromarray(img).save(osp.join(folder, f'{i}.png'))
+    return root
+
+
+def _cls_cfg(root, tmp_path, model_type='ImageClassifier', tta_method=None):
+    model = dict(
+        type=model_type,
+        data_preprocessor=dict(type='ClsDataPreprocessor', num_classes=NUM_CLS,
+                               mean=[127.5] * 3, std=[64.0] * 3),
+        backbone=dict(type='ResNet', depth=18, stem_channels=8, base_channels=8,
+                      out_indices=(3, )),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=NUM_CLS, in_channels=64,
+                  loss=dict(type='CrossEntropyLoss')))
+    if tta_method is not None:
+        model['tta_method'] = tta_method
+    return Config(dict(
+        default_scope='mmpretrain', model=model, work_dir=str(tmp_path), randomness=dict(seed=0),
+        test_dataloader=dict(
+            batch_size=4, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
+            dataset=dict(type='CustomDataset', data_root=root,
+                         pipeline=[dict(type='LoadImageFromFile'), dict(type='PackInputs')])),
+        test_evaluator=dict(type='Accuracy', topk=(1, )),
+        test_cfg=dict(type='TestLoop'), log_level='WARNING'))
+
+
+@pytest.fixture(scope='module')
+def cls_setup(tmp_path_factory):
+    import stag_seg  # noqa: F401
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+    root = _image_folder(str(tmp_path_factory.mktemp('images')))
+    init_default_scope('mmpretrain')
+    torch.manual_seed(0)
+    model = MODELS.build(_cls_cfg(root, '.').model)
+    with torch.no_grad():  # BN statistics unlike the test data's, as after training elsewhere
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.5)
+    path = str(tmp_path_factory.mktemp('ckpt') / 'cls.pth')
+    torch.save(dict(state_dict=model.state_dict()), path)
+    return root, path
+
+
+def test_the_hook_adapts_a_stock_mmpretrain_classifier_like_tta_image_classifier(
+        cls_setup, tmp_path):
+    root, ckpt = cls_setup
+    cfg = _cls_cfg(root, tmp_path)
+    _, plain_metrics, plain = _run(cfg, ckpt)
+    runner, metrics, hooked = _run(cfg, ckpt, [dict(type='STAGHook', method=TENT)])
+    wrapped_cfg = _cls_cfg(root, tmp_path, 'TTAImageClassifier',
+                           dict(TENT, regularizers=[dict(type='STAG')]))
+    _, wrapped_metrics, wrapped = _run(wrapped_cfg, ckpt)
+    assert len(plain) == len(hooked) == len(wrapped) == 12
+    assert any(not torch.equal(a, b) for a, b in zip(plain, hooked))
+    for a, b in zip(hooked, wrapped):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert 'accuracy/top1' in metrics
+    assert metrics['accuracy/top1'] == wrapped_metrics['accuracy/top1']
+    source = torch.load(ckpt, weights_only=True)['state_dict']
+    changed = {k for k, v in runner.model.state_dict().items() if not torch.equal(v, source[k])}
+    assert changed and changed <= set(collect_norm_params(runner.model)[1])
+
+
+def test_the_classifier_path_matches_an_independent_tent(cls_setup, tmp_path):
+    """Tent written out by hand (entropy of the head's logits, BN affine parameters, Adam)."""
+    from mmpretrain.registry import MODELS
+    root, ckpt = cls_setup
+    cfg = _cls_cfg(root, tmp_path)
+    _, _, hooked = _run(cfg, ckpt, [dict(type='TTAHook', method=TENT)])
+    runner = Runner.from_cfg(copy.deepcopy(cfg))
+    model = MODELS.build(cfg.model)
+    model.load_state_dict(torch.load(ckpt, weights_only=True)['state_dict'])
+    model.eval()
+    params = []
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.train()
+            m.track_running_stats = False
+            params += [m.weight, m.bias]
+    optim = torch.optim.Adam(params, lr=5e-3)
+    expected = []
+    for batch in runner.test_dataloader:
+        data = model.data_preprocessor(batch, False)
+        logits = model.head(model.extract_feat(data['inputs']))
+        expected += list(logits.detach().softmax(1))
+        loss = -(logits.softmax(1) * logits.log_softmax(1)).sum(1).mean()
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    assert len(expected) == len(hooked)
+    for a, b in zip(hooked, expected):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize('config, registry, family', [
+    ('configs/hooks/segformer_mit-b0_cityscapes_stag-hook.py', 'mmseg', 'segformer'),
+    ('configs/hooks/resnet50_in1k_stag-hook.py', 'mmpretrain', 'resnet'),
+])
+def test_example_hook_configs_add_only_imports_hooks_and_data(config, registry, family):
+    from conftest import ROOT
+    from mmengine.registry import DefaultScope
+
+    from stag_seg.models import tap_model
+    cfg = Config.fromfile(osp.join(ROOT, config))
+    assert cfg.custom_imports['imports'] == ['stag_seg']
+    hook = HOOKS.build(cfg.custom_hooks[0])
+    assert isinstance(hook, STAGHook) and hook.method_cfg['regularizers'][0]['type'] == 'STAG'
+    with open(osp.join(ROOT, config)) as f:
+        lines = [ln for ln in f.read().splitlines() if ln and not ln.startswith('#')]
+    assert lines[0].startswith(f"_base_ = ['{registry}::{family}/")
+    keys = {ln.split('=')[0].strip() for ln in lines if not ln.startswith((' ', ')', ']'))}
+    assert keys == {'_base_', 'custom_imports', 'custom_hooks', 'test_dataloader'}
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        from mmengine.registry import MODELS
+        model = MODELS.build(cfg.model)  # the stock model type, tapped as it is
+    assert type(model).__name__ in ('EncoderDecoder', 'ImageClassifier')
+    num_classes = 19 if registry == 'mmseg' else 1000
+    assert tap_model(model).weight.shape[0] == num_classes
+
+
+def test_the_hook_drives_the_continual_loop_with_episodic_resets(tiny_tree, tmp_path,
+                                                                  seg_checkpoint):
+    import json
+    cfg = _seg_cfg(tiny_tree, tmp_path)
+    cfg.test_cfg = dict(type='ContinualTestLoop', domains=['fog', 'snow'], rounds=2,
+                        episodic=True, progress=False)
+    _, metrics, preds = _run(cfg, seg_checkpoint, [dict(type='STAGHook', method=TENT)])
+    with open(osp.join(str(tmp_path), 'tta_results.json')) as f:
+        doc = json.load(f)
+    assert doc['method'] == 'Tent' and doc['regularizers'] == ['STAG'] and doc['episodic']
+    assert len(doc['records']) == 4 and 'mean/mIoU' in metrics
+    # episodic: every visit of a domain starts from the source, so both rounds predict alike
+    assert all(torch.equal(a, b) for a, b in zip(preds[:6], preds[6:]))
