@@ -1,5 +1,6 @@
 """TTAHook/STAGHook in the stock test flow (Runner.from_cfg(cfg).test()) of MMSeg and mmpretrain."""
 import copy
+import itertools
 import os.path as osp
 
 import numpy as np
@@ -15,6 +16,7 @@ from PIL import Image
 from stag_seg.engine import STAGHook, TTAHook
 from stag_seg.methods import collect_norm_params
 
+_RUN_IDS = itertools.count()
 TENT = dict(type='Tent', optim_wrapper=dict(optimizer=dict(type='Adam', lr=5e-3)))
 NUM_CLS = 3
 
@@ -61,6 +63,9 @@ def seg_checkpoint(tmp_path_factory):
 
 def _run(cfg, checkpoint, hooks=()):
     cfg = copy.deepcopy(cfg)
+    # MMEngine names experiments by the second they start, and two runners of one name share
+    # one default scope: a unique name keeps mmseg and mmpretrain runs apart
+    cfg.experiment_name = f'test_{next(_RUN_IDS)}'
     cfg.load_from = checkpoint
     cfg.custom_hooks = [*hooks, dict(type='_RecordPredictions')]
     runner = Runner.from_cfg(cfg)
@@ -241,7 +246,9 @@ def test_the_classifier_path_matches_an_independent_tent(cls_setup, tmp_path):
     root, ckpt = cls_setup
     cfg = _cls_cfg(root, tmp_path)
     _, _, hooked = _run(cfg, ckpt, [dict(type='TTAHook', method=TENT)])
-    runner = Runner.from_cfg(copy.deepcopy(cfg))
+    cfg = copy.deepcopy(cfg)
+    cfg.experiment_name = f'test_{next(_RUN_IDS)}'
+    runner = Runner.from_cfg(cfg)
     model = MODELS.build(cfg.model)
     model.load_state_dict(torch.load(ckpt, weights_only=True)['state_dict'])
     model.eval()
