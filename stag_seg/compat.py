@@ -64,24 +64,27 @@ def sigmoid_focal_loss(pred: Tensor, target: Tensor, gamma: float = 2.0, alpha: 
                        weight: Tensor | None = None, reduction: str = 'mean') -> Tensor:
     """Sigmoid focal loss (Lin et al. 2017) with ``mmcv.ops.sigmoid_focal_loss``'s contract.
 
-    ``pred`` is (N, C) logits and ``target`` (N,) class indices; ``weight`` (C,) weighs the
-    classes. ``reduction`` is ``'none'``, ``'mean'`` or ``'sum'``.
+    ``pred`` is (N, C) logits and ``target`` (N,) class indices, where ``C`` means background
+    (every class negative). ``weight`` (C,) scales each sample's row by the weight of its
+    target class, as mmcv's kernel does (background rows, which mmcv leaves undefined, are not
+    scaled). ``reduction`` is ``'none'``, ``'mean'`` or ``'sum'``.
     """
-    one_hot = F.one_hot(target.long(), pred.size(1)).to(pred.dtype)
+    if reduction not in ('none', 'mean', 'sum'):
+        raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+    num_classes = pred.size(1)
+    one_hot = F.one_hot(target.long(), num_classes + 1)[:, :num_classes].to(pred.dtype)
     prob = pred.sigmoid()
     p_t = prob * one_hot + (1 - prob) * (1 - one_hot)
     alpha_t = alpha * one_hot + (1 - alpha) * (1 - one_hot)
     loss = F.binary_cross_entropy_with_logits(pred, one_hot, reduction='none')
     loss = alpha_t * (1 - p_t).pow(gamma) * loss
     if weight is not None:
-        loss = loss * weight.view(1, -1)
+        row = torch.where(target < num_classes, weight[target.clamp_max(num_classes - 1)],
+                          torch.ones_like(target, dtype=weight.dtype))
+        loss = loss * row.view(-1, 1)
     if reduction == 'mean':
         return loss.sum() / pred.size(0)
-    if reduction == 'sum':
-        return loss.sum()
-    if reduction == 'none':
-        return loss
-    raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+    return loss.sum() if reduction == 'sum' else loss
 
 
 def _missing_op(name: str) -> type:
@@ -123,10 +126,12 @@ def install_mmcv_ops_fallback() -> bool:
     for name, fn in _FALLBACKS.items():
         setattr(ops, name, fn)
 
+    stubs: dict[str, type] = {}
+
     def __getattr__(name: str) -> Any:
         if name.startswith('__'):
             raise AttributeError(name)
-        return _missing_op(name)
+        return stubs.setdefault(name, _missing_op(name))
 
     ops.__getattr__ = __getattr__
     # mmcv.cnn warns on every import that MultiScaleDeformableAttention is missing; we know.
@@ -174,6 +179,9 @@ def _safe_globals() -> list:
     multiarray = np._core.multiarray
     return [
         np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar,
+        # pickles written under numpy 1.x name the same functions numpy.core.multiarray.*
+        (multiarray._reconstruct, 'numpy.core.multiarray._reconstruct'),
+        (multiarray.scalar, 'numpy.core.multiarray.scalar'),
         BoolDType, Float16DType, Float32DType, Float64DType, Int32DType, Int64DType, UInt8DType,
         HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr'),
         torch.torch_version.TorchVersion,  # a str subclass; `torch.__version__` in metas

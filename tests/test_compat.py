@@ -46,6 +46,26 @@ def test_sigmoid_focal_loss_fallback_matches_the_published_formula():
     torch.testing.assert_close(compat.sigmoid_focal_loss(pred, target, gamma, alpha), expected)
 
 
+def test_sigmoid_focal_loss_fallback_weighs_rows_by_target_class_and_knows_background():
+    torch.manual_seed(1)
+    pred = torch.randn(5, 3, dtype=torch.float64)
+    target = torch.tensor([0, 2, 3, 1, 3])  # 3 = background: every class negative
+    weight = torch.tensor([0.5, 2.0, 3.0], dtype=torch.float64)
+    plain = compat.sigmoid_focal_loss(pred, target, reduction='none')
+    weighted = compat.sigmoid_focal_loss(pred, target, weight=weight, reduction='none')
+    expected_rows = torch.tensor([0.5, 3.0, 1.0, 2.0, 1.0], dtype=torch.float64)
+    torch.testing.assert_close(weighted, plain * expected_rows.view(-1, 1))
+    p = pred[2].sigmoid()  # background row: the alpha-balanced negative term for every class
+    torch.testing.assert_close(plain[2], -(1 - 0.25) * p**2 * torch.log(1 - p))
+
+
+def test_missing_op_stubs_are_one_class_per_name():
+    if not compat.MMCV_OPS_FALLBACK:
+        pytest.skip('compiled mmcv ops are installed')
+    import mmcv.ops
+    assert mmcv.ops.DeformConv2d is mmcv.ops.DeformConv2d
+
+
 def test_ops_without_fallback_fail_clearly_when_used():
     if not compat.MMCV_OPS_FALLBACK:
         pytest.skip('compiled mmcv ops are installed')
@@ -100,6 +120,23 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
     with pytest.raises(pickle.UnpicklingError):
         CheckpointLoader.load_checkpoint(path, map_location='cpu')
     assert not marker.exists()
+
+
+def test_checkpoints_pickled_under_numpy_1_load_too(tmp_path):
+    path = str(tmp_path / 'np1.pth')
+    torch.save(dict(meta=dict(arr=np.arange(4), value=np.float64(2.5))), path)
+    # rewrite the pickle's references as numpy 1.x writes them (numpy.core, not numpy._core)
+    import zipfile
+    with zipfile.ZipFile(path) as z:
+        items = {n: z.read(n) for n in z.namelist()}
+    name = next(n for n in items if n.endswith('data.pkl'))
+    assert b'numpy._core.multiarray' in items[name]
+    items[name] = items[name].replace(b'numpy._core.multiarray', b'numpy.core.multiarray')
+    with zipfile.ZipFile(path, 'w') as z:
+        for n, data in items.items():
+            z.writestr(n, data)
+    loaded = compat.load_checkpoint(path)
+    assert loaded['meta']['arr'].tolist() == [0, 1, 2, 3] and loaded['meta']['value'] == 2.5
 
 
 def test_getattr_in_a_checkpoint_reaches_only_history_buffer_statistics(tmp_path):

@@ -77,6 +77,10 @@ def test_cfg_options_and_episodic_mode_reach_the_loop(tiny_run, tmp_path):
         doc = json.load(f)
     assert doc['rounds'] == 1 and len(doc['records']) == 4
     assert doc['regularizers'] == [] and doc['episodic'] is True
+    # the merged config, overrides included, is kept beside the results
+    with open(doc['config_dump']) as f:
+        dumped = f.read()
+    assert 'episodic=True' in dumped and 'regularizers=[]' in dumped
 
 
 def test_a_checkpoint_for_another_number_of_classes_is_a_clear_error(tiny_run, tmp_path):
@@ -86,8 +90,13 @@ def test_a_checkpoint_for_another_number_of_classes_is_a_clear_error(tiny_run, t
     torch.save(dict(state_dict=other.state_dict()), ckpt)
     proc = _test_tta(config, ckpt, '--work-dir', str(tmp_path / 'work'))
     assert proc.returncode != 0
-    assert 'decode_head.conv_seg.weight has 7 classes' in proc.stderr
-    assert 'decode_head.num_classes is 19' in proc.stderr
+    assert "decode_head.conv_seg.weight has 7 classes, the model's classifier 19" in proc.stderr
+
+
+def test_editing_a_config_template_key_is_refused_with_the_model_key(tiny_run, tmp_path):
+    config, ckpt = tiny_run
+    proc = _test_tta(config, ckpt, '--cfg-options', 'tta_method.loss=pseudo_label')
+    assert proc.returncode != 0 and 'set model.tta_method... instead' in proc.stderr
 
 
 def test_a_missing_checkpoint_is_named(tiny_run, tmp_path):
@@ -131,3 +140,21 @@ def test_the_stock_test_loop_adapts_a_tta_segmentor_too(tiny_run, tmp_path):
     changed = {k for k in source if not torch.equal(source[k], adapted[k])}
     from stag_seg.methods import collect_norm_params
     assert changed and changed <= set(collect_norm_params(runner.model)[1])
+
+
+@pytest.mark.parametrize('test_cfg, match', [
+    (dict(rounds=0), 'test_cfg.rounds must be an int >= 1, got 0'),
+    (dict(domains=[]), 'needs at least one domain'),
+    (dict(domains=['fog', 'fog']), "repeated names: \\['fog', 'fog'\\]"),
+    (dict(domains=['fog', 'haze']), "unknown ACDC condition 'haze'"),
+])
+def test_bad_loop_settings_are_clear_errors(tiny_run, tmp_path, test_cfg, match):
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    config, ckpt = tiny_run
+    cfg = Config.fromfile(config)
+    cfg.test_cfg.update(test_cfg)
+    cfg.work_dir, cfg.load_from = str(tmp_path), ckpt
+    cfg.experiment_name = f'bad_loop_{abs(hash(match))}'
+    with pytest.raises((ValueError, TypeError), match=match):
+        Runner.from_cfg(cfg).test()

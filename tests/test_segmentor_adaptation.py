@@ -226,20 +226,52 @@ def test_tent_loss_values_follow_their_definitions():
     torch.testing.assert_close(pl, -p.log().max(1).values.mean())
 
 
-def test_padding_is_excluded_from_the_loss():
+def test_padding_is_excluded_from_the_method_loss_and_from_stag():
     preprocessor = dict(type='SegDataPreProcessor', mean=[120.0] * 3, std=[60.0] * 3,
                         test_cfg=dict(size=(64, 64)), pad_val=0, seg_pad_val=255)
-    model = build_segmentor(dict(type='Tent'), data_preprocessor=preprocessor)
+    model = build_segmentor(dict(type='Tent', regularizers=[dict(type='STAG')]),
+                            data_preprocessor=preprocessor)
     batch = make_batch(num=2, size=(48, 40))  # padded to 64x64: logits 16x16, content 12x10
     seen = {}
     original = model.tta_method.loss
-    model.tta_method.loss = lambda out: (seen.setdefault('valid', out.valid), original(out))[1]
+    model.tta_method.loss = lambda out: (seen.setdefault('out', out), original(out))[1]
     out = model.test_step(batch)
     assert out[0].pred_sem_seg.shape == (48, 40)
-    valid = seen['valid']
+    tapped = seen['out']
+    valid = tapped.valid
     assert valid.shape == (2, 16, 16)
     assert valid[:, :12, :10].all()
     assert not valid[:, 12:].any() and not valid[:, :, 10:].any()
+    # the loss is the entropy averaged over the content only, not over the padding
+    ent = entropy(tapped.logits.detach())
+    stats = model.tta_method.last_stats
+    masked, unmasked = float(ent[valid].mean()), float(ent.mean())
+    assert abs(masked - unmasked) > 1e-4 * masked  # the two are told apart below
+    assert stats['tent_entropy'] == pytest.approx(masked, rel=1e-6)
+    # STAG reuses the method's mask: it used exactly the content positions
+    assert stats['stag_used'] == pytest.approx(float(valid.float().mean()))
+
+
+def test_configuring_for_several_processes_is_refused_until_gradients_are_synced(monkeypatch):
+    import stag_seg.methods.base as base
+    monkeypatch.setattr(base, 'get_world_size', lambda: 2)
+    model = build_segmentor(dict(type='Tent'))
+    with pytest.raises(RuntimeError, match='cannot adapt in 2 processes yet'):
+        model.test_step(make_batch())
+    build_segmentor(dict(type='Norm')).test_step(make_batch())  # nothing to synchronise
+
+
+def test_reconfiguring_takes_fresh_anchors_from_the_new_source():
+    model = build_segmentor(dict(type='Tent', regularizers=[dict(type='STAG')]))
+    model.test_step(make_batch())
+    stag = model.tta_method.regularizers[0]
+    first = stag.anchors.weight.clone()
+    model.tta_method.release()
+    with torch.no_grad():
+        model.decode_head.conv_seg.weight.mul_(2.0)
+    model.tta_method.configure(model)
+    model.test_step(make_batch())
+    torch.testing.assert_close(stag.anchors.weight, first * 2.0)
 
 
 @pytest.mark.parametrize('cfg, error, match', [
@@ -260,6 +292,17 @@ def test_bad_method_configs_are_clear_errors(cfg, error, match):
 def test_a_checkpoint_with_another_number_of_classes_is_refused():
     model = build_segmentor(dict(type='Source'))
     other = build_segmentor(dict(type='Source'), num_classes=NUM_CLASSES + 3)
-    with pytest.raises(ValueError, match=r"decode_head.conv_seg.weight has 7 classes .* "
-                                         r"decode_head.num_classes is 4"):
-        model.load_state_dict(other.state_dict())
+    with pytest.raises(ValueError, match=r"decode_head.conv_seg.weight has 7 classes, the "
+                                         r"model's classifier 4: set num_classes=7"):
+        model.load_state_dict(other.state_dict(), strict=False)
+
+
+def test_any_shape_mismatch_is_refused_even_when_loading_non_strictly():
+    from mmengine.runner.checkpoint import load_state_dict
+    model = build_segmentor(dict(type='Source'))
+    state = model.state_dict()
+    state['decode_head.fusion_conv.conv.weight'] = torch.zeros(16, 32, 1, 1)
+    with pytest.raises(ValueError, match=r'1 tensors differ in shape: decode_head.fusion_conv'
+                                         r'.conv.weight: checkpoint \(16, 32, 1, 1\) vs model '
+                                         r'\(16, 64, 1, 1\)'):
+        load_state_dict(model, state, strict=False)  # what MMEngine's runner calls

@@ -193,12 +193,12 @@ def test_gram_cache_is_refreshed_when_the_classifier_changes_in_place():
     torch.manual_seed(10)
     weight = torch.randn(4, 6)
     logits = torch.randn(5, 4)
-    reg = STAG(anchors='live')
+    reg = STAG(anchors='frozen')
     first, _ = reg(logits, weight)
     with torch.no_grad():
-        weight.mul_(3.0)
+        weight[0].mul_(-2.0)  # in place: same storage, new version
     second, _ = reg(logits, weight)
-    fresh, _ = STAG(anchors='live')(logits, weight)
+    fresh = stag_loss(logits, weight, reg.anchors)[0]  # the same frozen anchors, no cache
     torch.testing.assert_close(second, fresh)
     assert not torch.allclose(first, second)
 
@@ -240,3 +240,35 @@ def test_gram_form_equals_the_autograd_double_backward_reference_in_value_and_gr
     (g_loss, ) = torch.autograd.grad(loss, feats)
     torch.testing.assert_close(loss, ref, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(g_loss, g_ref, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize('temperature', [1.0, 0.6])
+def test_logit_space_cos_matches_autograd_gradients(temperature):
+    """cos(dH/dl at the sample, dH/dl at the predicted class's prototype), both by autograd."""
+    torch.manual_seed(12)
+    weight = torch.randn(5, 7, dtype=torch.float64)
+    bias = torch.randn(5, dtype=torch.float64)
+    logits = torch.randn(9, 5, dtype=torch.float64) * 2
+    anchors = compute_anchors(weight, bias, temperature)
+    cos, _ = stag_cosine(logits, weight, anchors, space='logit', temperature=temperature)
+    s = _autograd_entropy_grad(logits, temperature)
+    proto = _autograd_entropy_grad(weight @ weight.t() + bias, temperature)
+    expected = F.cosine_similarity(s, proto[logits.argmax(1)], dim=1)
+    torch.testing.assert_close(cos, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_stag_passes_temperature_and_use_bias_to_its_anchors():
+    torch.manual_seed(13)
+    weight, bias = torch.randn(4, 6), torch.randn(4)
+    reg = STAG(temperature=0.5, use_bias=False)
+    reg(torch.randn(3, 4), weight, bias)
+    expected = compute_anchors(weight, bias, 0.5, use_bias=False)
+    torch.testing.assert_close(reg.anchors.features, expected.features)
+    other = compute_anchors(weight, bias, 1.0, use_bias=True)
+    assert not torch.allclose(reg.anchors.features, other.features)
+
+
+def test_stag_names_the_options_that_differ_from_the_defaults():
+    assert STAG().name == 'STAG'
+    assert STAG(space='logit', weight=4.0).name == 'STAG(weight=4, space=logit)'
+    assert STAG(anchors='live', use_bias=False).name == 'STAG(use_bias=False, anchors=live)'

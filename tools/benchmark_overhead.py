@@ -11,8 +11,8 @@ Variants, each on the demo SegFormer (MiT-B0, 19 classes) through the toolkit's 
 - ``tent+stag-explicit``: Tent + STAG, explicit form (builds dH/dz, D-dimensional per pixel);
 - ``tent+stag-autograd``: Tent + the same loss with dH/dz from autograd (a double backward).
 
-Each variant runs in its own process so CPU peak memory (the growth of the resident set over
-the steps, ``ru_maxrss``) is not shared; on CUDA the allocator's peak is used. The variants run
+Each variant runs in its own process so CPU peak memory (the growth of the resident set from
+before the first step, ``ru_maxrss``) is not shared; on CUDA the allocator's peak is used. The variants run
 ``--repeats`` times, interleaved, and each keeps its fastest median (shared machines are noisy:
 only ratios measured in one run are compared). Prints a table and writes JSON; ratios are
 against ``tent`` in the same run.
@@ -41,9 +41,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='per-step cost of STAG against Tent')
     parser.add_argument('--size', nargs=2, type=int, default=[512, 1024], metavar=('H', 'W'))
     parser.add_argument('--batch-size', type=int, default=1)
-    parser.add_argument('--steps', type=int, default=5, help='timed steps per variant')
+    parser.add_argument('--steps', type=int, default=8, help='timed steps per variant')
     parser.add_argument('--warmup', type=int, default=2)
-    parser.add_argument('--repeats', type=int, default=3, help='interleaved runs per variant')
+    parser.add_argument('--repeats', type=int, default=5, help='interleaved runs per variant')
     parser.add_argument('--device', choices=['cpu', 'cuda', 'all'], default='all')
     parser.add_argument('--out', default='work_dirs/benchmark_overhead.json')
     parser.add_argument('--worker', nargs=2, metavar=('VARIANT', 'DEVICE'), help=argparse.SUPPRESS)
@@ -101,13 +101,15 @@ def run_worker(args: argparse.Namespace) -> dict:
         if device == 'cuda':
             torch.cuda.synchronize()
 
-    model.test_step(batch())  # configures the method (snapshot, optimizer) outside the timing
-    sync()
+    # the memory baseline is taken before the first step, so every variant's peak counts the
+    # same things: the source snapshot, the optimizer state and the step's activations
     if device == 'cuda':
         torch.cuda.reset_peak_memory_stats()
         base_mem = torch.cuda.memory_allocated() / 2**20
     else:
         base_mem = _rss_mb()
+    model.test_step(batch())  # configures the method (snapshot, optimizer) outside the timing
+    sync()
     times, cpu_times = [], []
     for i in range(args.warmup + args.steps):
         data = batch()

@@ -39,8 +39,19 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+# Top-level keys the configs use as templates for model.* (``{{_base_.tta_method}}``); editing
+# them on the command line would change nothing, so it is refused with the right key.
+TEMPLATE_KEYS = {'tta_method': 'model.tta_method', 'adapt_optim_wrapper':
+                 'model.adapt_optim_wrapper', 'stag': 'model.tta_method.regularizers'}
+
+
 def main() -> None:
     args = parse_args()
+    for key in args.cfg_options or {}:
+        first = key.split('.')[0]
+        if first in TEMPLATE_KEYS:
+            sys.exit(f'--cfg-options {key}: `{first}` is only the template the config copied '
+                     f'into the model; set {TEMPLATE_KEYS[first]}... instead')
     import stag_seg  # noqa: F401  (registers the toolkit before the config is built)
     from stag_seg import compat
 
@@ -56,7 +67,7 @@ def main() -> None:
         cfg.load_from = args.checkpoint
     if not cfg.get('load_from'):
         sys.exit(f'{args.config} has no load_from: pass the source CHECKPOINT to adapt')
-    if not osp.isfile(cfg.load_from):
+    if '://' not in cfg.load_from and not osp.isfile(cfg.load_from):
         sys.exit(f'checkpoint not found: {cfg.load_from}')
     if args.unsafe_load:
         compat.enable_full_pickle_loading()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import os.path as osp
 import sys
 import time
@@ -135,12 +136,15 @@ class ContinualTestLoop(TestLoop):
         self.evaluator.dataset_meta = getattr(loader.dataset, 'metainfo', None)
         running.reset()
         method = getattr(self._model(), 'tta_method', None)
-        stat_sums: dict[str, float] = {}
+        stat_sums: dict[str, list[float]] = {}
         num, start = 0, time.perf_counter()
         for idx, data_batch in enumerate(loader):
             self.run_iter(idx, data_batch)
             for key, value in (getattr(method, 'last_stats', None) or {}).items():
-                stat_sums[key] = stat_sums.get(key, 0.0) + float(value)
+                if math.isfinite(value):  # e.g. no STAG cosine on a step without valid pixels
+                    sums = stat_sums.setdefault(key, [0.0, 0])
+                    sums[0] += float(value)
+                    sums[1] += 1
             num += len(data_batch['inputs'])
             bar.update(1)
             bar.set_postfix_str(self._postfix(round_idx, domain, running, num,
@@ -148,7 +152,7 @@ class ContinualTestLoop(TestLoop):
         seconds = time.perf_counter() - start
         metrics = self.evaluator.evaluate(len(loader.dataset))
         # the method's and regularizers' statistics (losses, STAG cosine, ...), mean per step
-        metrics.update({f'adapt/{k}': v / len(loader) for k, v in stat_sums.items()})
+        metrics.update({f'adapt/{k}': total / count for k, (total, count) in stat_sums.items()})
         record = self.results.add(round_idx, domain, len(loader.dataset), metrics, seconds)
         print_log(f'round {round_idx}/{self.rounds} {domain}: {self.results.metric} '
                   f'{record[self.results.metric]:.2f} ({num} images, {num / seconds:.2f} img/s)',
@@ -171,13 +175,22 @@ class ContinualTestLoop(TestLoop):
                             f'or a TTAHook), got {type(self._model()).__name__}')
         method.reset()
 
+    def _config_dump(self) -> str | None:
+        """The merged config (every --cfg-options applied) that the runner dumped."""
+        cfg = self.runner.cfg
+        name = osp.basename(cfg.filename) if cfg.filename else f'{self.runner.timestamp}.py'
+        path = osp.join(self.runner.work_dir, name)
+        return path if osp.isfile(path) else None
+
     def _write(self) -> None:
         method = getattr(self._model(), 'tta_method', None)
         cfg = self.runner.cfg
         doc = self.results.to_dict(
             method=method.name if method is not None else 'Source',
-            regularizers=[type(r).__name__ for r in getattr(method, 'regularizers', [])],
+            regularizers=[getattr(r, 'name', type(r).__name__)
+                          for r in getattr(method, 'regularizers', [])],
             config=cfg.filename if cfg.filename else None,
+            config_dump=self._config_dump(),
             checkpoint=self.runner._load_from,
             seed=self.runner.seed,
             episodic=self.episodic)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
+from mmengine.dist import get_world_size
 from mmengine.logging import print_log
 from mmengine.optim import OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS, OPTIMIZERS
@@ -99,12 +100,20 @@ class BaseTTAMethod:
         if self.model is not None:
             raise RuntimeError(f'{self.name} is already configured for a model; call release() '
                                'first')
+        if self.needs_grad and get_world_size() > 1:
+            # MMEngine's MMDistributedDataParallel.test_step bypasses DDP: every process would
+            # adapt its own copy on its own shard, silently. Refuse until gradients are synced.
+            raise RuntimeError(f'{self.name} cannot adapt in {get_world_size()} processes yet: '
+                               'gradients would not be synchronised across ranks. Run with '
+                               '--launcher none (one process).')
         self._saved = dict(
             modes={m: m.training for m in model.modules()},
             requires_grad={p: p.requires_grad for p in model.parameters()},
             track={m: m.track_running_stats for m in model.modules()
                    if hasattr(m, 'track_running_stats')})
         self.model = model
+        for reg in self.regularizers:  # a new source: anchors come from its classifier
+            reg.reset(keep_anchors=False)
         self._train_modules = list(self.configure_model(model))
         params, self.param_names = self.collect_params(model)
         if self.needs_grad:
@@ -120,7 +129,8 @@ class BaseTTAMethod:
         trainable = sum(p.numel() for p in params)
         print_log(f'{self!r}: adapting {len(params)} tensors, {trainable}/{total} parameters '
                   f'({trainable / max(total, 1):.2%}); batch-statistics layers: '
-                  f'{len(self._train_modules)}', logger='current')
+                  f'{len(self._train_modules)}; adapted: {", ".join(self.param_names) or "none"}',
+                  logger='current')
         # what reset() returns to; methods that never update have nothing to restore
         self._source_state = _clone_state(model.state_dict()) if self.needs_grad else None
         self._source_optim = (copy.deepcopy(self.optim_wrapper.state_dict())

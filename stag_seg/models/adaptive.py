@@ -45,8 +45,35 @@ class AdaptiveModelMixin:
         """Return to the source weights and method state (episodic protocols)."""
         self.tta_method.reset()
 
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        """Refuse a checkpoint whose tensors do not fit, instead of adapting a half-loaded model.
+
+        MMEngine loads checkpoints with ``strict=False`` and only logs shape mismatches, which
+        would leave, say, a randomly initialised classifier to be adapted.
+        """
+        if not prefix:
+            own = {k: v.shape for k, v in self.state_dict().items()}
+            bad = [(k, tuple(v.shape), tuple(own[k])) for k, v in state_dict.items()
+                   if k in own and hasattr(v, 'shape') and tuple(v.shape) != tuple(own[k])]
+            if bad:
+                lines = '; '.join(f'{k}: checkpoint {a} vs model {b}' for k, a, b in bad[:5])
+                more = f' (and {len(bad) - 5} more)' if len(bad) > 5 else ''
+                raise ValueError(f'the checkpoint does not fit {type(self).__name__}: {len(bad)} '
+                                 f'tensors differ in shape: {lines}{more}. {_hint(bad)}')
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def train(self, mode: bool = True) -> nn.Module:
         super().train(mode)
         if self.tta_method.configured:
             self.tta_method.apply_modes()
         return self
+
+
+def _hint(mismatches: list[tuple]) -> str:
+    """What to change in the config for the commonest mismatch: the number of classes."""
+    for key, got, want in mismatches:
+        if key.endswith(('conv_seg.weight', 'fc.weight', 'head.weight')) and got[0] != want[0]:
+            return (f'The checkpoint\'s {key} has {got[0]} classes, the model\'s classifier '
+                    f'{want[0]}: set num_classes={got[0]} in the decode head / head config, or '
+                    'use a checkpoint for this model.')
+    return 'Check that the config describes the model the checkpoint was trained as.'

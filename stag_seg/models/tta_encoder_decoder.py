@@ -41,15 +41,3 @@ class TTAEncoderDecoder(AdaptiveModelMixin, EncoderDecoder):
                  **kwargs) -> None:
         super().__init__(**kwargs)
         self._init_adaptation(tta_method, adapt_optim_wrapper)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        key = f'{prefix}decode_head.conv_seg.weight'
-        if key in state_dict and hasattr(self.decode_head, 'conv_seg'):
-            got, want = state_dict[key].shape[0], self.decode_head.conv_seg.weight.shape[0]
-            if got != want:
-                raise ValueError(
-                    f'the checkpoint\'s {key} has {got} classes (shape '
-                    f'{tuple(state_dict[key].shape)}), but the model\'s decode_head.num_classes '
-                    f'is {want}; set model.decode_head.num_classes={got} or use a checkpoint '
-                    f'trained for {want} classes')
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

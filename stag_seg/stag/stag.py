@@ -62,11 +62,21 @@ class STAG:
         self.eps = eps
         self.anchors: Anchors | None = None
         self._gram_key: tuple | None = None
+        self._gram_anchors: Anchors | None = None
         self._gram: tuple[Tensor, Tensor] | None = None
 
     @property
     def name(self) -> str:
-        return 'STAG' if self.weight == 1.0 else f'STAG(weight={self.weight:g})'
+        """``'STAG'``, with the options that differ from the defaults: ``'STAG(space=logit,
+        weight=4)'``. Results files name regularizers this way."""
+        defaults = dict(weight=1.0, space='feature', form='gram', temperature=1.0, use_bias=True,
+                        anchors='frozen')
+        values = dict(weight=self.weight, space=self.space, form=self.form,
+                      temperature=self.temperature, use_bias=self.use_bias,
+                      anchors=self.anchor_mode)
+        diff = [f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}'
+                for k, v in values.items() if v != defaults[k]]
+        return f'STAG({", ".join(diff)})' if diff else 'STAG'
 
     def __repr__(self) -> str:
         return (f'STAG(weight={self.weight}, space={self.space!r}, form={self.form!r}, '
@@ -103,10 +113,15 @@ class STAG:
                      stag_used=n_used / max(used.numel(), 1))
         return self.weight * loss, stats
 
-    def reset(self) -> None:
-        """Forget the cached Gram matrices and live anchors (frozen anchors are the source's)."""
-        self._gram_key = self._gram = None
-        if self.anchor_mode == 'live':
+    def reset(self, keep_anchors: bool = True) -> None:
+        """Forget the cached Gram matrices and live anchors.
+
+        Args:
+            keep_anchors (bool): Keep frozen anchors, which are the source classifier's and
+                survive a reset to that source. False forgets them too (a new source model).
+        """
+        self._gram_key = self._gram = self._gram_anchors = None
+        if self.anchor_mode == 'live' or not keep_anchors:
             self.anchors = None
 
     def _anchors_for(self, weight: Tensor, bias: Tensor | None) -> Anchors:
@@ -122,7 +137,8 @@ class STAG:
             return None
         if weight.requires_grad:  # part of the graph: recompute so gradients reach W
             return gram_matrices(weight, anchors)
-        key = (weight.data_ptr(), weight._version, id(anchors))
-        if key != self._gram_key:
-            self._gram_key, self._gram = key, gram_matrices(weight, anchors)
+        key = (weight.data_ptr(), weight._version)
+        if key != self._gram_key or anchors is not self._gram_anchors:
+            self._gram = gram_matrices(weight, anchors)
+            self._gram_key, self._gram_anchors = key, anchors
         return self._gram
