@@ -7,7 +7,7 @@ STAMP := $(VENV)/.stag_seg-installed
 DEMO_DATA := data/synthetic_acdc
 DEMO_OUT := work_dirs/demo
 
-.PHONY: install test demo demo-data benchmark mmcv-full clean-demo
+.PHONY: install test demo demo-data benchmark benchmark-scaling mmcv-full clean-demo
 
 install: $(STAMP)
 
@@ -39,6 +39,9 @@ demo: demo-data
 
 benchmark: install
 	$(PY) tools/benchmark_overhead.py --out work_dirs/benchmark_overhead.json
+
+benchmark-scaling: demo-data
+	$(PY) tools/benchmark_scaling.py --nprocs 1 2 --out work_dirs/benchmark_scaling.json
 
 # Optional: compiled mmcv 2.1.0 (CPU ops without CUDA; about 8 minutes on 2 cores) in place
 # of mmcv-lite, for models that need mmcv's compiled ops. stag_seg then uses the real ops.

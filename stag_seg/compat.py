@@ -11,8 +11,11 @@ Three problems of the pinned stack (DESIGN.md section 5):
    hold numpy arrays and MMEngine objects, which that loader refuses. They are allowed by an
    explicit allow-list (:data:`SAFE_CHECKPOINT_GLOBALS`). Loading arbitrary pickles, which can
    run code, needs the explicit opt-in :func:`enable_full_pickle_loading`, and it warns.
-3. Stock configs use ``SyncBN``, which fails without a process group (one CPU process).
-   :func:`revert_sync_batchnorm` turns it into plain BN in that case only.
+3. Stock configs use ``SyncBN``, which fails without a process group or without CUDA.
+   :func:`revert_sync_batchnorm` turns it into plain BN in those cases only.
+4. MMEngine's ``--launcher pytorch`` calls ``torch.cuda.set_device`` unconditionally, so CPU
+   processes (gloo) cannot start; :func:`allow_cpu_distributed` skips that call where no GPU
+   exists.
 """
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ warnings.filterwarnings('ignore', message='``build_loss`` would be deprecated so
 warnings.filterwarnings('ignore', message='Default ``avg_non_ignore`` is False')
 
 __all__ = [
-    'MMCV_OPS_FALLBACK', 'SAFE_CHECKPOINT_GLOBALS', 'enable_full_pickle_loading',
+    'MMCV_OPS_FALLBACK', 'allow_cpu_distributed', 'SAFE_CHECKPOINT_GLOBALS', 'enable_full_pickle_loading',
     'install_mmcv_ops_fallback', 'load_checkpoint', 'revert_sync_batchnorm',
 ]
 
@@ -242,12 +245,41 @@ def load_checkpoint(filename: str, map_location: str | torch.device = 'cpu') -> 
 
 
 def revert_sync_batchnorm(model: nn.Module) -> nn.Module:
-    """Replace ``SyncBatchNorm`` layers by ``BatchNorm2d`` when no process group exists.
+    """Replace ``SyncBatchNorm`` layers by ``BatchNorm2d`` where they cannot run.
 
-    Returns the model (a new object only when the top-level module itself was a SyncBN).
+    That is without a process group (one process), or without CUDA: PyTorch's SyncBN and its
+    DDP wrapper only work on GPUs, so CPU processes normalise per rank. Returns the model (a new
+    object only when the top-level module itself was a SyncBN).
     """
     import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized():
+    if dist.is_available() and dist.is_initialized() and torch.cuda.is_available():
         return model
     from mmengine.model import revert_sync_batchnorm as revert
     return revert(model)
+
+
+# --------------------------------------------------------------------------------------------
+# 4. torchrun on CPUs
+# --------------------------------------------------------------------------------------------
+
+
+def allow_cpu_distributed() -> None:
+    """Let MMEngine's pytorch launcher start CPU-only processes (the gloo backend).
+
+    ``mmengine.dist.utils._init_dist_pytorch`` selects ``torch.cuda.set_device(LOCAL_RANK)``
+    before creating the process group, which raises where there is no GPU. Where CUDA is
+    available nothing changes.
+    """
+    import mmengine.dist.utils as dist_utils
+    original = dist_utils._init_dist_pytorch
+    if getattr(original, '_stag_seg_cpu', False):
+        return
+
+    def init_dist_pytorch(backend: str = 'nccl', init_backend: str = 'torch', **kwargs: Any):
+        if torch.cuda.is_available() or init_backend != 'torch':
+            return original(backend, init_backend=init_backend, **kwargs)
+        import torch.distributed as dist
+        dist.init_process_group(backend=backend, **kwargs)
+
+    init_dist_pytorch._stag_seg_cpu = True
+    dist_utils._init_dist_pytorch = init_dist_pytorch

@@ -11,6 +11,7 @@ import os
 import os.path as osp
 import sys
 
+import torch
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
@@ -71,9 +72,22 @@ def main() -> None:
         sys.exit(f'checkpoint not found: {cfg.load_from}')
     if args.unsafe_load:
         compat.enable_full_pickle_loading()
+    if args.launcher != 'none' and not torch.cuda.is_available():
+        dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+        if dist_cfg.get('backend', 'nccl') == 'nccl':
+            dist_cfg['backend'] = 'gloo'  # NCCL needs GPUs; gloo runs the same job on CPUs
+        # the runner's default wrapper pins each process to a GPU (device_ids=[LOCAL_RANK])
+        cfg.setdefault('model_wrapper_cfg', dict(type='MMDistributedDataParallel',
+                                                 device_ids=None, broadcast_buffers=False))
 
-    runner = Runner.from_cfg(cfg)
-    runner.test()
+    try:
+        Runner.from_cfg(cfg).test()
+    except Exception as err:
+        # torchrun reports which process failed; say why, so one rank's error is never lost
+        rank = os.environ.get('RANK', '0')
+        print(f'test_tta.py: rank {rank} failed: {type(err).__name__}: {err}', file=sys.stderr,
+              flush=True)
+        raise
 
 
 if __name__ == '__main__':

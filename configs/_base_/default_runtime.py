@@ -4,7 +4,8 @@ custom_imports = dict(imports=['stag_seg'], allow_failed_imports=False)
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'),
+    # a rank that stops answering ends the job after `timeout` seconds instead of hanging it
+    dist_cfg=dict(backend='nccl', timeout=1800),
 )
 randomness = dict(seed=0)
 vis_backends = [dict(type='LocalVisBackend')]

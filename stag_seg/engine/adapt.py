@@ -8,13 +8,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, TypeVar
 
 import torch
+from mmengine.dist import all_reduce, get_world_size
 from torch import Tensor
 
 if TYPE_CHECKING:  # the models import this module
+    from mmengine.optim import OptimWrapper
+
     from ..methods.base import BaseTTAMethod
     from ..models.tap import ClassifierTap, TapOutput
 
-__all__ = ['adapt_step']
+__all__ = ['adapt_step', 'sync_gradients', 'update']
 
 T = TypeVar('T')
 
@@ -61,9 +64,44 @@ def adapt_step(method: BaseTTAMethod,
                                       base.weights)
             total = total + reg_loss
             stats.update(reg_stats)
-        method.optim_wrapper.update_params(total)
+        update(method.optim_wrapper, total)
     tap.clear()
     stats['loss'] = float(total.detach())
     method.last_stats = stats
     method.after_step(out)
     return result
+
+
+def update(optim_wrapper: 'OptimWrapper', loss: Tensor) -> None:
+    """``OptimWrapper.update_params`` with the gradients averaged over ranks before the step.
+
+    MMEngine's ``MMDistributedDataParallel.test_step`` bypasses DDP, so nothing else would
+    synchronise them: every rank would adapt its own copy of the model on its own share of the
+    stream. With one process this is exactly ``update_params``.
+    """
+    optim_wrapper.backward(optim_wrapper.scale_loss(loss))
+    if optim_wrapper.should_update():
+        sync_gradients([p for group in optim_wrapper.param_groups for p in group['params']])
+        optim_wrapper.step()
+        optim_wrapper.zero_grad()
+
+
+def sync_gradients(params: list[torch.nn.Parameter]) -> None:
+    """Average ``params``' gradients over all ranks, in one collective call.
+
+    A parameter without a gradient on one rank counts as a zero gradient there and receives
+    the average, so every rank takes the same step.
+    """
+    if get_world_size() == 1 or not params:
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    all_reduce(flat, op='mean')
+    offset = 0
+    for param, grad in zip(params, grads):
+        synced = flat[offset:offset + grad.numel()].view_as(grad)
+        offset += grad.numel()
+        if param.grad is None:
+            param.grad = synced.clone()
+        else:
+            param.grad.copy_(synced)

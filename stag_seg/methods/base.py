@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
-from mmengine.dist import get_world_size
 from mmengine.logging import print_log
 from mmengine.optim import OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS, OPTIMIZERS
@@ -100,12 +99,6 @@ class BaseTTAMethod:
         if self.model is not None:
             raise RuntimeError(f'{self.name} is already configured for a model; call release() '
                                'first')
-        if self.needs_grad and get_world_size() > 1:
-            # MMEngine's MMDistributedDataParallel.test_step bypasses DDP: every process would
-            # adapt its own copy on its own shard, silently. Refuse until gradients are synced.
-            raise RuntimeError(f'{self.name} cannot adapt in {get_world_size()} processes yet: '
-                               'gradients would not be synchronised across ranks. Run with '
-                               '--launcher none (one process).')
         self._saved = dict(
             modes={m: m.training for m in model.modules()},
             requires_grad={p: p.requires_grad for p in model.parameters()},

@@ -1,6 +1,7 @@
 """What every self-adapting model wrapper shares: the method, its tap and the adapted step."""
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .. import compat
@@ -24,6 +25,10 @@ class AdaptiveModelMixin:
 
     def _init_adaptation(self, tta_method: dict | None, adapt_optim_wrapper: dict | None) -> None:
         cfg = dict(type='Source') if tta_method is None else tta_method
+        if not torch.cuda.is_available():
+            # now, before a runner wraps the model for several CPU processes: DDP refuses SyncBN
+            # on CPU modules (and where a process group will exist, configure() is too late)
+            compat.revert_sync_batchnorm(self)
         # a plain attribute, not a submodule: the method holds a reference to this model
         self.tta_method = build_method(cfg, adapt_optim_wrapper)
         self._tap: ClassifierTap | None = None
