@@ -152,3 +152,73 @@ def test_a_failing_rank_ends_the_whole_job_with_its_rank_and_cause(dist_setup):
                      fail_at=2)
     assert proc.returncode != 0
     assert 'rank 1 failed: RuntimeError: injected failure for the test' in proc.stderr
+
+
+@pytest.fixture(scope='module')
+def cls_dist_setup(tmp_path_factory):
+    """An mmpretrain TTAImageClassifier (ResNet with GroupNorm) on 8 images in 3 classes."""
+    import numpy as np
+    from mmengine.config import ConfigDict
+    from mmengine.registry import DefaultScope
+    from PIL import Image
+    tmp = tmp_path_factory.mktemp('cls_dist')
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        folder = tmp / 'images' / f'class_{i % 3}'
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f'{i}.png')
+    (tmp / 'dist_probe.py').write_text(PROBE)
+    model_cfg = dict(
+        type='TTAImageClassifier',
+        tta_method=dict(type='Tent', regularizers=[dict(type='STAG')]),
+        adapt_optim_wrapper=dict(optimizer=dict(type='Adam', lr=1e-3)),
+        data_preprocessor=dict(type='ClsDataPreprocessor', num_classes=3, mean=[127.5] * 3,
+                               std=[64.0] * 3),
+        backbone=dict(type='ResNet', depth=18, stem_channels=8, base_channels=8,
+                      out_indices=(3, ), norm_cfg=dict(type='GN', num_groups=2)),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=3, in_channels=64,
+                  loss=dict(type='CrossEntropyLoss')))
+    from mmpretrain.registry import MODELS
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        torch.manual_seed(0)
+        model = MODELS.build(ConfigDict(model_cfg))
+    ckpt = str(tmp / 'cls.pth')
+    torch.save(dict(state_dict=model.state_dict()), ckpt)
+    config = tmp / 'cls_tent_stag.py'
+    config.write_text(textwrap.dedent(f'''
+        _base_ = [{osp.join(ROOT, 'configs', '_base_', 'default_runtime.py')!r}]
+        default_scope = 'mmpretrain'
+        visualizer = dict(_delete_=True, type='UniversalVisualizer')
+        custom_imports = dict(imports=['stag_seg', 'dist_probe'], allow_failed_imports=False)
+        model = {model_cfg!r}
+        test_dataloader = dict(batch_size=2, num_workers=0,
+                               sampler=dict(type='DefaultSampler', shuffle=False),
+                               dataset=dict(type='CustomDataset', data_root={str(tmp / 'images')!r},
+                                            pipeline=[dict(type='LoadImageFromFile'),
+                                                      dict(type='PackInputs')]))
+        test_evaluator = dict(type='Accuracy', topk=(1, ))
+        test_cfg = dict(type='ContinualTestLoop', domains=[dict(name='images', dataset=dict())],
+                        rounds=2, metric_key='accuracy/top1', progress=False)
+        env_cfg = dict(dist_cfg=dict(backend='gloo', timeout=60))
+        '''))
+    return str(tmp), str(config), ckpt
+
+
+def test_the_classification_path_matches_one_process_too(cls_dist_setup):
+    tmp, config, ckpt = cls_dist_setup
+    one, two = osp.join(tmp, 'one'), osp.join(tmp, 'two')
+    proc = _single(tmp, config, ckpt, one, batch_size=2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _torchrun(tmp, config, ckpt, two, port=29614)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    single = torch.load(osp.join(one, 'rank0.pth'), weights_only=True)
+    ranks = [torch.load(osp.join(two, f'rank{r}.pth'), weights_only=True) for r in (0, 1)]
+    source = torch.load(ckpt, weights_only=True)['state_dict']
+    assert any(not torch.equal(single[k], source[k]) for k in source)
+    for key in single:
+        assert torch.equal(ranks[0][key], ranks[1][key]), key
+        torch.testing.assert_close(ranks[0][key], single[key], rtol=1e-5, atol=1e-5)
+    docs = [json.load(open(osp.join(d, 'tta_results.json'))) for d in (one, two)]
+    assert docs[1]['metric'] == 'accuracy'
+    assert [r['accuracy'] for r in docs[0]['records']] == [r['accuracy'] for r in docs[1]['records']]
