@@ -219,10 +219,10 @@ def test_tent_loss_values_follow_their_definitions():
     from stag_seg.models import TapOutput
     out = TapOutput(logits, torch.randn(NUM_CLASSES, 3), None, torch.randn(2, 3, 5, 5))
     opt = dict(optimizer=dict(type='SGD', lr=1.0))
-    ent = Tent(loss='entropy', optim_wrapper=opt).loss(out).loss
+    ent = Tent(loss='entropy', optim_wrapper=opt).loss(out, None).loss
     p = logits.softmax(1)
     torch.testing.assert_close(ent, -(p * p.log()).sum(1).mean())
-    pl = Tent(loss='pseudo_label', optim_wrapper=opt).loss(out).loss
+    pl = Tent(loss='pseudo_label', optim_wrapper=opt).loss(out, None).loss
     torch.testing.assert_close(pl, -p.log().max(1).values.mean())
 
 
@@ -234,7 +234,7 @@ def test_padding_is_excluded_from_the_method_loss_and_from_stag():
     batch = make_batch(num=2, size=(48, 40))  # padded to 64x64: logits 16x16, content 12x10
     seen = {}
     original = model.tta_method.loss
-    model.tta_method.loss = lambda out: (seen.setdefault('out', out), original(out))[1]
+    model.tta_method.loss = lambda out, ctx: (seen.setdefault('out', out), original(out, ctx))[1]
     out = model.test_step(batch)
     assert out[0].pred_sem_seg.shape == (48, 40)
     tapped = seen['out']

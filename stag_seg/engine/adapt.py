@@ -2,74 +2,125 @@
 
 ``batch -> forward with grad -> tap -> prediction kept -> method loss + mask/weights ->
 regularizers on the same mask -> one backward -> optimizer step -> method bookkeeping``.
+
+Methods that define more forwards get them through the :class:`StepContext` (DeYO's shuffled
+view, CoTTA's teacher views); SAR's sharpness-aware update runs a second forward and backward at
+the perturbed weights (:func:`sam_update`), the only step with two backward passes.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, TypeVar
 
 import torch
 from mmengine.dist import all_reduce, get_world_size
-from torch import Tensor
+from torch import Tensor, nn
 
 if TYPE_CHECKING:  # the models import this module
     from mmengine.optim import OptimWrapper
 
-    from ..methods.base import BaseTTAMethod
+    from ..methods.base import BaseTTAMethod, MethodLoss
     from ..models.tap import ClassifierTap, TapOutput
 
-__all__ = ['adapt_step', 'sync_gradients', 'update']
+__all__ = ['StepContext', 'adapt_step', 'sam_update', 'sync_gradients', 'update']
 
 T = TypeVar('T')
 
 
-def adapt_step(method: BaseTTAMethod,
-               tap: ClassifierTap,
+@dataclass
+class StepContext:
+    """What a method may use besides the tapped output of the main forward.
+
+    Attributes:
+        inputs (Tensor): The preprocessed batch, (N, 3, H, W).
+        model (nn.Module): The model being adapted.
+        logits_fn (Callable): ``logits_fn(model, inputs)`` runs any model of this family to its
+            classifier's logits: (N, C, h, w) at the decode head's resolution for segmentors,
+            (N, C) for classifiers.
+        tap (ClassifierTap | None): The tap on ``model``'s classifier.
+        valid (Callable | None): Maps logits of ``inputs`` to their padding mask.
+        state (dict): Scratch space for one step (e.g. CoTTA's pseudo-labels).
+    """
+    inputs: Tensor
+    model: nn.Module
+    logits_fn: Callable[[nn.Module, Tensor], Tensor]
+    tap: 'ClassifierTap | None' = None
+    valid: Callable[[Tensor], Tensor | None] | None = None
+    state: dict = field(default_factory=dict)
+
+    def forward(self, inputs: Tensor | None = None) -> 'TapOutput':
+        """Run the adapted model on ``inputs`` (default: the batch) and return the tapped output,
+        in the graph when gradients are enabled."""
+        x = self.inputs if inputs is None else inputs
+        with self.tap.capture():
+            self.logits_fn(self.model, x)
+        out = self.tap.output()
+        if inputs is None and self.valid is not None:
+            out.valid = self.valid(out.logits)
+        return out
+
+
+def adapt_step(method: 'BaseTTAMethod',
+               ctx: StepContext,
                forward: Callable[[], T],
-               valid: Callable[[Tensor], Tensor | None] | None = None,
-               check: Callable[['TapOutput', T], None] | None = None) -> T:
+               check: Callable[['TapOutput', T], None] | None = None) -> tuple[T, Tensor | None]:
     """Run ``forward`` once, then update the model once from what the tap recorded.
 
     Args:
         method (BaseTTAMethod): A configured method.
-        tap (ClassifierTap): The tap on the model's final classifier.
-        forward (Callable): Runs the model and returns its predictions (e.g. logits).
-        valid (Callable, optional): Maps the tapped logits (N, C, *) to their padding mask.
+        ctx (StepContext): The batch, the model family's forward, the tap.
+        forward (Callable): Runs the model and returns its predictions.
         check (Callable, optional): Called with the tap output and the predictions before the
             loss, to verify that the tapped layer is what the predictions come from.
 
     Returns:
-        What ``forward`` returned, computed before the update (predict-then-update). Callers
-        detach it.
+        tuple: What ``forward`` returned, computed before the update (predict-then-update;
+        callers detach it), and the method's own prediction when it makes one (CoTTA's teacher;
+        logits at the model's output resolution) or None.
     """
     if not method.needs_grad:
         with torch.no_grad():
             result = forward()
-        method.after_step(None)
+        method.after_step(None, ctx)
         method.last_stats = {}
-        return result
+        return result, None
     # MMEngine's TestLoop runs test_step under torch.no_grad(); adaptation needs the graph of
     # this single forward, so gradients are switched back on here, and nowhere else.
     with torch.enable_grad():
-        with tap.capture():
+        with ctx.tap.capture():
             result = forward()
-        out = tap.output()
-        if valid is not None:
-            out.valid = valid(out.logits)
+        out = ctx.tap.output()
+        if ctx.valid is not None:
+            out.valid = ctx.valid(out.logits)
         if check is not None:
             check(out, result)
-        base = method.loss(out)
-        total, stats = base.loss, dict(base.stats)
-        for reg in method.regularizers:
-            reg_loss, reg_stats = reg(out.logits, out.weight, out.bias, out.features, base.mask,
-                                      base.weights)
-            total = total + reg_loss
-            stats.update(reg_stats)
-        update(method.optim_wrapper, total)
-    tap.clear()
-    stats['loss'] = float(total.detach())
+        with torch.no_grad():
+            prediction = method.prediction(out, ctx)
+        base = method.loss(out, ctx)
+        total, stats = total_loss(method, out, base)
+        if base.skip:
+            method.optim_wrapper.zero_grad()
+        elif method.uses_sam:
+            stats.update(sam_update(method, ctx, total, base))
+        else:
+            update(method.optim_wrapper, total)
+    ctx.tap.clear()
+    stats.update(loss=float(total.detach()), skipped=float(base.skip))
     method.last_stats = stats
-    method.after_step(out)
-    return result
+    method.after_step(out, ctx)
+    return result, prediction
+
+
+def total_loss(method: 'BaseTTAMethod', out: 'TapOutput',
+               base: 'MethodLoss') -> tuple[Tensor, dict[str, float]]:
+    """The method's loss plus each regularizer's, on the method's own mask and weights."""
+    total, stats = base.loss, dict(base.stats)
+    for reg in method.regularizers:
+        reg_loss, reg_stats = reg(out.logits, out.weight, out.bias, out.features, base.mask,
+                                  base.weights)
+        total = total + reg_loss
+        stats.update(reg_stats)
+    return total, stats
 
 
 def update(optim_wrapper: 'OptimWrapper', loss: Tensor) -> None:
@@ -81,12 +132,62 @@ def update(optim_wrapper: 'OptimWrapper', loss: Tensor) -> None:
     """
     optim_wrapper.backward(optim_wrapper.scale_loss(loss))
     if optim_wrapper.should_update():
-        sync_gradients([p for group in optim_wrapper.param_groups for p in group['params']])
+        sync_gradients(_params(optim_wrapper))
         optim_wrapper.step()
         optim_wrapper.zero_grad()
 
 
-def sync_gradients(params: list[torch.nn.Parameter]) -> None:
+def sam_update(method: 'BaseTTAMethod', ctx: StepContext, loss: Tensor,
+               first: 'MethodLoss') -> dict[str, float]:
+    """Sharpness-aware update (Foret et al., ICLR 2021), as SAR uses it.
+
+    1. backward at ``w``; ``e = rho * g / ||g||`` over all adapted parameters; ascend to
+       ``w + e``;
+    2. forward the same batch again, ``method.second_loss`` (+ regularizers), backward at
+       ``w + e``;
+    3. restore ``w``, then the base optimizer steps with the gradient from ``w + e``.
+
+    Gradients are averaged over ranks after each backward. Returns the second loss's stats
+    (prefixed ``sam2_``).
+    """
+    optim_wrapper = method.optim_wrapper
+    params = _params(optim_wrapper)
+    optim_wrapper.backward(loss)
+    sync_gradients(params)
+    saved = sam_ascend(params, method.rho)
+    optim_wrapper.zero_grad()
+    out = ctx.forward()
+    second = method.second_loss(out, first, ctx)
+    total, stats = total_loss(method, out, second)
+    optim_wrapper.backward(total)
+    sync_gradients(params)
+    sam_descend(params, saved)
+    optim_wrapper.step()
+    optim_wrapper.zero_grad()
+    method.last_second = second
+    return {f'sam2_{k}': v for k, v in stats.items()} | {'sam2_loss': float(total.detach())}
+
+
+@torch.no_grad()
+def sam_ascend(params: list[nn.Parameter], rho: float) -> list[Tensor]:
+    """Move to ``w + rho * g / ||g||`` (one norm over all parameters); return copies of ``w``."""
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    scale = rho / (norm + 1e-12)
+    saved = [p.detach().clone() for p in params]
+    for param, grad in zip(params, grads):
+        param.add_(grad * scale)
+    return saved
+
+
+@torch.no_grad()
+def sam_descend(params: list[nn.Parameter], saved: list[Tensor]) -> None:
+    """Put back the weights :func:`sam_ascend` saved (exactly), before the base step."""
+    for param, value in zip(params, saved):
+        param.copy_(value)
+
+
+def sync_gradients(params: list[nn.Parameter]) -> None:
     """Average ``params``' gradients over all ranks, in one collective call.
 
     A parameter without a gradient on one rank counts as a zero gradient there and receives
@@ -105,3 +206,7 @@ def sync_gradients(params: list[torch.nn.Parameter]) -> None:
             param.grad = synced.clone()
         else:
             param.grad.copy_(synced)
+
+
+def _params(optim_wrapper: 'OptimWrapper') -> list[nn.Parameter]:
+    return [p for group in optim_wrapper.param_groups for p in group['params']]

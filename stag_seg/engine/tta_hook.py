@@ -22,7 +22,7 @@ from mmengine.registry import HOOKS
 
 from .. import compat
 from ..methods.base import BaseTTAMethod, build_method
-from ..models.steps import adapted_test_step, tap_model
+from ..models.steps import adapted_test_step, family_logits, tap_model
 
 __all__ = ['STAGHook', 'TTAHook']
 
@@ -84,7 +84,7 @@ class TTAHook(Hook):
         self.method = build_method(self.method_cfg, self.optim_wrapper)
         compat.revert_sync_batchnorm(model)
         tap = tap_model(model) if self.method.needs_grad else None
-        self.method.configure(model)
+        self.method.configure(model, logits_fn=family_logits(model))
         step = adapted_test_step(model)
         method = self.method
         # instance attributes: only this model changes, and after_test removes both

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from ..registry import TTA_METHODS, TTA_REGULARIZERS, build, lookup
 
 if TYPE_CHECKING:  # the models package imports the methods
+    from ..engine.adapt import StepContext
     from ..models.tap import TapOutput
 
 __all__ = ['BaseTTAMethod', 'MethodLoss', 'build_method', 'valid_mean']
@@ -36,11 +37,14 @@ class MethodLoss:
         mask (Tensor | None): (N, *) bool positions (or (N,) samples) the loss uses.
         weights (Tensor | None): (N, *) or (N,) weights the loss applies to them.
         stats (dict): Scalars to log (floats).
+        skip (bool): Take no optimizer step this time (nothing was selected), as the reference
+            implementations of EATA and DeYO do.
     """
     loss: Tensor
     mask: Tensor | None = None
     weights: Tensor | None = None
     stats: dict = field(default_factory=dict)
+    skip: bool = False
 
 
 class BaseTTAMethod:
@@ -60,6 +64,8 @@ class BaseTTAMethod:
 
     #: Whether the method computes a loss and updates parameters.
     needs_grad: bool = True
+    #: Whether the engine runs the sharpness-aware two-step update (SAR) with ``rho``.
+    uses_sam: bool = False
 
     def __init__(self,
                  optim_wrapper: dict | None = None,
@@ -78,6 +84,7 @@ class BaseTTAMethod:
         self.model: nn.Module | None = None
         self.param_names: list[str] = []
         self.last_stats: dict = {}
+        self.logits_fn = None
         self._train_modules: list[nn.Module] = []
         self._saved: dict = {}
 
@@ -94,8 +101,15 @@ class BaseTTAMethod:
         return self.model is not None
 
     # ------------------------------------------------------------------ life cycle
-    def configure(self, model: nn.Module) -> None:
-        """Prepare ``model`` for adaptation and remember its source state for :meth:`reset`."""
+    def configure(self, model: nn.Module, logits_fn=None) -> None:
+        """Prepare ``model`` for adaptation and remember its source state for :meth:`reset`.
+
+        Args:
+            model (nn.Module): The model to adapt.
+            logits_fn (Callable, optional): ``logits_fn(model, inputs)`` gives the classifier's
+                logits of any model of this family (see ``StepContext``); methods that run
+                models themselves at configure time (EATA's Fisher) need it.
+        """
         if self.model is not None:
             raise RuntimeError(f'{self.name} is already configured for a model; call release() '
                                'first')
@@ -105,6 +119,7 @@ class BaseTTAMethod:
             track={m: m.track_running_stats for m in model.modules()
                    if hasattr(m, 'track_running_stats')})
         self.model = model
+        self.logits_fn = logits_fn
         for reg in self.regularizers:  # a new source: anchors come from its classifier
             reg.reset(keep_anchors=False)
         self._train_modules = list(self.configure_model(model))
@@ -128,6 +143,7 @@ class BaseTTAMethod:
         self._source_state = _clone_state(model.state_dict()) if self.needs_grad else None
         self._source_optim = (copy.deepcopy(self.optim_wrapper.state_dict())
                               if self.optim_wrapper is not None else None)
+        self.setup(model)
 
     def apply_modes(self) -> None:
         """Put the configured layers back in train mode (after the runner called ``eval()``)."""
@@ -171,11 +187,23 @@ class BaseTTAMethod:
         """The parameters to adapt and their names."""
         return [], []
 
-    def loss(self, out: TapOutput) -> MethodLoss:
-        """The base loss of one step."""
+    def setup(self, model: nn.Module) -> None:
+        """Build the method's own state once the model is configured (teachers, Fisher)."""
+
+    def loss(self, out: TapOutput, ctx: StepContext) -> MethodLoss:
+        """The base loss of one step, from the main forward's tapped output."""
         raise NotImplementedError(f'{self.name} does not compute a loss')
 
-    def after_step(self, out: TapOutput | None) -> None:
+    def second_loss(self, out: TapOutput, first: MethodLoss, ctx: StepContext) -> MethodLoss:
+        """The loss at the perturbed weights of a sharpness-aware step (``uses_sam``)."""
+        raise NotImplementedError(f'{self.name} does not use a sharpness-aware update')
+
+    def prediction(self, out: TapOutput, ctx: StepContext) -> Tensor | None:
+        """The method's own prediction when it is not the adapted model's (CoTTA's teacher):
+        logits at the model's output resolution, or None."""
+        return None
+
+    def after_step(self, out: TapOutput | None, ctx: StepContext) -> None:
         """Bookkeeping after the update (EMA teachers, resets, statistics)."""
 
     def reset_state(self) -> None:

@@ -29,6 +29,7 @@ from .base import BaseTTAMethod, MethodLoss, valid_mean
 from .params import collect_norm_params, use_batch_statistics
 
 if TYPE_CHECKING:  # the models package imports the methods
+    from ..engine.adapt import StepContext
     from ..models.tap import TapOutput
 
 __all__ = ['Tent']
@@ -62,7 +63,7 @@ class Tent(BaseTTAMethod):
     def collect_params(self, model: nn.Module) -> tuple[list[nn.Parameter], list[str]]:
         return collect_norm_params(model)
 
-    def loss(self, out: TapOutput) -> MethodLoss:
+    def loss(self, out: TapOutput, ctx: StepContext) -> MethodLoss:
         if self.loss_type == 'entropy':
             per_pos = entropy(out.logits, dim=1)
         else:

@@ -6,7 +6,7 @@ from torch import nn
 
 from .. import compat
 from ..methods.base import BaseTTAMethod, build_method
-from .steps import adapted_test_step, tap_model
+from .steps import adapted_test_step, family_logits, tap_model
 from .tap import ClassifierTap
 
 __all__ = ['AdaptiveModelMixin']
@@ -44,7 +44,7 @@ class AdaptiveModelMixin:
         compat.revert_sync_batchnorm(self)
         if self.tta_method.needs_grad:
             self._tap = tap_model(self)
-        self.tta_method.configure(self)
+        self.tta_method.configure(self, logits_fn=family_logits(self))
 
     def reset_adaptation(self) -> None:
         """Return to the source weights and method state (episodic protocols)."""

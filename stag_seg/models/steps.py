@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from torch import Tensor, nn
 
-from ..engine.adapt import adapt_step
+from ..engine.adapt import StepContext, adapt_step
 from .tap import ClassifierTap, tap_decode_head
 
 if TYPE_CHECKING:
     from ..methods.base import BaseTTAMethod
     from .tap import TapOutput
 
-__all__ = ['adapted_test_step', 'classifier_test_step', 'model_family', 'segmentor_test_step',
-           'tap_cls_head', 'tap_model']
+__all__ = ['adapted_test_step', 'classifier_logits', 'classifier_test_step', 'family_logits',
+           'model_family', 'segmentor_logits', 'segmentor_test_step', 'tap_cls_head', 'tap_model']
 
 
 def model_family(model: nn.Module) -> str:
@@ -56,6 +56,21 @@ def tap_model(model: nn.Module) -> ClassifierTap:
     return tap_decode_head(model) if model_family(model) == 'segmentor' else tap_cls_head(model)
 
 
+def segmentor_logits(model: nn.Module, inputs: Tensor) -> Tensor:
+    """A segmentor's ``conv_seg`` logits at the decode head's resolution (whole image)."""
+    return model.decode_head.forward(model.extract_feat(inputs))
+
+
+def classifier_logits(model: nn.Module, inputs: Tensor) -> Tensor:
+    """A classifier's scores before the softmax: the head's output."""
+    return model.head(model.extract_feat(inputs))
+
+
+def family_logits(model: nn.Module) -> Callable[[nn.Module, Tensor], Tensor]:
+    """``logits_fn`` of ``model``'s family (see :class:`~stag_seg.engine.adapt.StepContext`)."""
+    return segmentor_logits if model_family(model) == 'segmentor' else classifier_logits
+
+
 def segmentor_test_step(model: nn.Module, method: 'BaseTTAMethod', tap: ClassifierTap | None,
                         data: dict | tuple | list) -> list:
     """Predict a batch with the current weights, then adapt on it once (MMSeg segmentors)."""
@@ -67,11 +82,12 @@ def segmentor_test_step(model: nn.Module, method: 'BaseTTAMethod', tap: Classifi
         shape = inputs.shape[2:]
         metas = [dict(ori_shape=shape, img_shape=shape, pad_shape=shape,
                       padding_size=[0, 0, 0, 0]) for _ in range(inputs.size(0))]
-    seg_logits = adapt_step(method, tap,
-                            lambda: model.inference(inputs, [dict(m) for m in metas]),
-                            valid=lambda logits: padding_mask(logits, inputs, metas))
+    ctx = StepContext(inputs, model, segmentor_logits, tap,
+                      valid=lambda logits: padding_mask(logits, inputs, metas))
+    seg_logits, own = adapt_step(method, ctx,
+                                 lambda: model.inference(inputs, [dict(m) for m in metas]))
     with torch.no_grad():
-        return model.postprocess_result(seg_logits.detach(), samples)
+        return model.postprocess_result((seg_logits if own is None else own).detach(), samples)
 
 
 def classifier_test_step(model: nn.Module, method: 'BaseTTAMethod', tap: ClassifierTap | None,
@@ -80,9 +96,14 @@ def classifier_test_step(model: nn.Module, method: 'BaseTTAMethod', tap: Classif
     data = model.data_preprocessor(data, False)
     inputs, samples = data['inputs'], data.get('data_samples')
     check = _check_scores if tap is not None and not tap.checked else None
-    predictions = adapt_step(method, tap, lambda: model.predict(inputs, samples), check=check)
-    for sample in predictions:
-        if 'pred_score' in sample:
+    ctx = StepContext(inputs, model, classifier_logits, tap)
+    predictions, own = adapt_step(method, ctx, lambda: model.predict(inputs, samples),
+                                  check=check)
+    for i, sample in enumerate(predictions):
+        if own is not None:
+            score = own[i].detach().softmax(0)
+            sample.set_pred_score(score).set_pred_label(score.argmax(0, keepdim=True))
+        elif 'pred_score' in sample:
             sample.pred_score = sample.pred_score.detach()
     if tap is not None:
         tap.checked = True
