@@ -56,7 +56,8 @@ def test_the_acdc_b5_model_has_the_layout_of_mmseg_own_b5_checkpoint():
     from conftest import ROOT
     from mmengine.config import Config
     from mmseg.registry import MODELS
-    ours = Config.fromfile(osp.join(ROOT, 'configs', 'acdc_segformer_stag.py')).model
+    ours = Config.fromfile(osp.join(ROOT, 'configs', 'acdc', 'segformer-b5-mmseg_tent_stag.py')
+                           ).model
     import mmseg
     stock = Config.fromfile(osp.join(osp.dirname(mmseg.__file__), '.mim', 'configs', 'segformer',
                                      'segformer_mit-b5_8xb1-160k_cityscapes-1024x1024.py')).model

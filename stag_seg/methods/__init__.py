@@ -1,11 +1,16 @@
 """TTA objectives. Each is registered in ``stag_seg.registry.TTA_METHODS``."""
 from .base import BaseTTAMethod, MethodLoss, build_method, valid_mean
+from .cotta import CoTTA
+from .deyo import DeYO, patch_shuffle, unshuffle_patches
+from .eata import EATA, estimate_fisher
 from .norm import Norm
 from .params import NORM_TYPES, collect_norm_params, norm_layers, use_batch_statistics
+from .sar import SAR
 from .source import Source
 from .tent import Tent
 
 __all__ = [
-    'BaseTTAMethod', 'MethodLoss', 'NORM_TYPES', 'build_method', 'Norm', 'Source', 'Tent', 'collect_norm_params',
-    'norm_layers', 'use_batch_statistics', 'valid_mean',
+    'BaseTTAMethod', 'CoTTA', 'DeYO', 'EATA', 'MethodLoss', 'NORM_TYPES', 'Norm', 'SAR',
+    'Source', 'Tent', 'build_method', 'collect_norm_params', 'estimate_fisher', 'norm_layers',
+    'patch_shuffle', 'unshuffle_patches', 'use_batch_statistics', 'valid_mean',
 ]

@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import copy
+import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -135,10 +137,13 @@ class BaseTTAMethod:
             self.optim_wrapper = _build_optim_wrapper(params, self.optim_wrapper_cfg)
         total = sum(p.numel() for p in model.parameters())
         trainable = sum(p.numel() for p in params)
+        kinds = Counter(type(m).__name__ for n, m in model.named_modules()
+                        if any(name.rsplit('.', 1)[0] == n for name in self.param_names))
         print_log(f'{self!r}: adapting {len(params)} tensors, {trainable}/{total} parameters '
-                  f'({trainable / max(total, 1):.2%}); batch-statistics layers: '
-                  f'{len(self._train_modules)}; adapted: {", ".join(self.param_names) or "none"}',
-                  logger='current')
+                  f'({trainable / max(total, 1):.2%}) in {dict(kinds)}; batch-statistics '
+                  f'layers: {len(self._train_modules)}', logger='current')
+        print_log(f'{self.name} adapts: {", ".join(self.param_names) or "nothing"}',
+                  logger='current', level=logging.DEBUG)
         # what reset() returns to; methods that never update have nothing to restore
         self._source_state = _clone_state(model.state_dict()) if self.needs_grad else None
         self._source_optim = (copy.deepcopy(self.optim_wrapper.state_dict())

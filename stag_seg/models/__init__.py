@@ -1,12 +1,14 @@
 """MM model wrappers, the classifier tap and the adapted test steps of each model family."""
-from .steps import (adapted_test_step, classifier_test_step, model_family, segmentor_test_step,
-                    tap_cls_head, tap_model)
+from .nv_segformer_head import LevelProjection, NVSegFormerHead
+from .steps import (adapted_test_step, classifier_logits, classifier_test_step, family_logits,
+                    model_family, segmentor_logits, segmentor_test_step, tap_cls_head, tap_model)
 from .tap import ClassifierTap, TapOutput, tap_decode_head
 from .tta_encoder_decoder import TTAEncoderDecoder
 from .tta_image_classifier import TTAImageClassifier
 
 __all__ = [
-    'ClassifierTap', 'TTAEncoderDecoder', 'TTAImageClassifier', 'TapOutput', 'adapted_test_step',
-    'classifier_test_step', 'model_family', 'segmentor_test_step', 'tap_cls_head',
-    'tap_decode_head', 'tap_model',
+    'ClassifierTap', 'LevelProjection', 'NVSegFormerHead', 'TTAEncoderDecoder',
+    'TTAImageClassifier', 'TapOutput', 'adapted_test_step', 'classifier_logits',
+    'classifier_test_step', 'family_logits', 'model_family', 'segmentor_logits',
+    'segmentor_test_step', 'tap_cls_head', 'tap_decode_head', 'tap_model',
 ]

@@ -1,0 +1,3 @@
+# Cityscapes->ACDC, deyo at the tuned learning rate of later re-runs (Adam 3e-4).
+_base_ = ['./segformer-b5_deyo.py']
+model = dict(adapt_optim_wrapper=dict(optimizer=dict(lr=3e-4)))

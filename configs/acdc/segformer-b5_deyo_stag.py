@@ -1,0 +1,3 @@
+# Cityscapes->ACDC with deyo + STAG.
+_base_ = ['./segformer-b5_deyo.py', '../_base_/tta/stag.py']
+model = dict(tta_method=dict(regularizers=[{{_base_.stag}}]))

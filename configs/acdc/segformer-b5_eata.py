@@ -1,0 +1,7 @@
+# Cityscapes->ACDC with EATA without its Fisher penalty (see _eata_fisher.py for the full method);
+# Adam 7.5e-6.
+_base_ = [
+    './segformer-b5_source.py', '../_base_/tta/eata-seg.py',
+    '../_base_/schedules/acdc_adam.py'
+]
+model = dict(tta_method={{_base_.tta_method}}, adapt_optim_wrapper={{_base_.adapt_optim_wrapper}})

@@ -1,0 +1,202 @@
+"""CoTTA: continual test-time adaptation with a mean teacher and stochastic restore.
+
+Paper: Wang et al., "Continual Test-Time Domain Adaptation", CVPR 2022
+(https://arxiv.org/abs/2203.13591). Reference: https://github.com/qinenergy/cotta (its
+segmentation code, ``single_gpu_cotta``, is what the published Cityscapes->ACDC table ran).
+
+Per step (Sec. 3):
+
+- the teacher, an exponential moving average of the student (``alpha = 0.999``, Eq. 2), labels
+  the batch; where the source model (the "anchor") is not confident (max probability below
+  ``confidence``, 0.69), the label is the teacher's prediction averaged over augmented views:
+  ``scales`` x horizontal flip, 14 views by default (Eq. 3-4);
+- the student (every parameter) is trained with cross entropy on those labels, computed at the
+  input resolution as MMSeg's decode-head loss does;
+- stochastic restore: each element of each weight returns to its source value with probability
+  ``restore_prob`` (0.01, Eq. 6);
+- the reported prediction is the teacher's label, as in the reference evaluation.
+
+Views of one scale (original and flipped) go through the teacher as one batch, so the 14 views
+cost 7 forwards. ``batch_stats=False`` (the reference's segmentation code keeps the models in
+eval mode); ``True`` normalises BatchNorm with the test batch, as its classification code does.
+Restore masks come from a generator seeded by ``seed``, identical on every rank. With STAG,
+choose ``anchors='live'``: CoTTA updates the classifier.
+"""
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..registry import TTA_METHODS
+from .base import BaseTTAMethod, MethodLoss, valid_mean
+from .params import use_batch_statistics
+
+if TYPE_CHECKING:
+    from ..engine.adapt import StepContext
+    from ..models.tap import TapOutput
+
+__all__ = ['CoTTA']
+
+DEFAULT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
+
+
+@TTA_METHODS.register_module()
+class CoTTA(BaseTTAMethod):
+    """Mean-teacher self-training on augmentation-averaged labels with stochastic restore.
+
+    Args:
+        alpha (float): EMA coefficient of the teacher. Defaults to 0.999.
+        confidence (float): Anchor confidence below which the augmented labels are used.
+            Defaults to 0.69 (the reference: 5% quantile of the source confidence, 0.74, minus
+            a margin).
+        restore_prob (float): Per-element probability of a restore. Defaults to 0.01.
+        scales (Sequence[float]): Scales of the teacher views. Defaults to 0.5 ... 2.0.
+        flip (bool): Add horizontally flipped views. Defaults to True.
+        batch_stats (bool): BatchNorm with test-batch statistics. Defaults to False.
+        seed (int): Seed of the restore masks. Defaults to 0.
+        **kwargs: ``optim_wrapper``, ``regularizers``.
+    """
+
+    def __init__(self,
+                 alpha: float = 0.999,
+                 confidence: float = 0.69,
+                 restore_prob: float = 0.01,
+                 scales: Sequence[float] = DEFAULT_SCALES,
+                 flip: bool = True,
+                 batch_stats: bool = False,
+                 seed: int = 0,
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        if not 0 <= alpha <= 1:
+            raise ValueError(f'CoTTA.alpha must be in [0, 1], got {alpha}')
+        if not 0 <= restore_prob <= 1:
+            raise ValueError(f'CoTTA.restore_prob must be in [0, 1], got {restore_prob}')
+        if not scales or min(scales) <= 0:
+            raise ValueError(f'CoTTA.scales must be positive numbers, got {scales}')
+        self.alpha = alpha
+        self.confidence = confidence
+        self.restore_prob = restore_prob
+        self.scales = tuple(scales)
+        self.flip = flip
+        self.batch_stats = batch_stats
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed)
+        self.teacher: nn.Module | None = None
+        self.anchor: nn.Module | None = None
+
+    def __repr__(self) -> str:
+        return (f'CoTTA(alpha={self.alpha}, confidence={self.confidence}, restore_prob='
+                f'{self.restore_prob}, views={len(self.scales) * (1 + self.flip)}, '
+                f'regularizers={self.regularizers})')
+
+    # ------------------------------------------------------------------ configure
+    def configure_model(self, model: nn.Module) -> list[nn.Module]:
+        return use_batch_statistics(model) if self.batch_stats else []
+
+    def collect_params(self, model: nn.Module) -> tuple[list[nn.Parameter], list[str]]:
+        named = [(n, p) for n, p in model.named_parameters()]
+        return [p for _, p in named], [n for n, _ in named]
+
+    def setup(self, model: nn.Module) -> None:
+        self.teacher = _frozen_copy(model, self)
+        self.anchor = _frozen_copy(model, self)
+
+    def reset_state(self) -> None:
+        if self.teacher is not None:
+            self.teacher.load_state_dict(self.model.state_dict())
+        self.generator.manual_seed(self.seed)
+
+    # ------------------------------------------------------------------ one step
+    def prediction(self, out: TapOutput, ctx: StepContext) -> Tensor:
+        """The teacher's label (where the anchor is unsure, over the augmented views); kept in
+        ``ctx.state`` for the loss and returned as log-probabilities at the input size."""
+        size = ctx.inputs.shape[2:] if out.logits.dim() == 4 else None
+        anchor_probs = _upsampled(ctx.logits_fn(self.anchor, ctx.inputs), size).softmax(1)
+        standard, averaged = self._teacher_views(ctx, size)
+        confident = anchor_probs.amax(1, keepdim=True) > self.confidence
+        probs = torch.where(confident, standard, averaged)
+        ctx.state['cotta_label'] = probs.argmax(1)
+        ctx.state['cotta_confident'] = float(confident.float().mean())
+        return probs.clamp_min(1e-12).log()
+
+    def _teacher_views(self, ctx: StepContext, size: tuple | None) -> tuple[Tensor, Tensor]:
+        """The teacher's probabilities on the input as it is, and averaged over all views."""
+        x = ctx.inputs
+        standard, total, count = None, 0, 0
+        for scale in self.scales:
+            view = x if scale == 1 else F.interpolate(
+                x, scale_factor=scale, mode='bilinear', align_corners=False)
+            batch = torch.cat([view, view.flip(-1)]) if self.flip else view
+            logits = ctx.logits_fn(self.teacher, batch)
+            if self.flip:
+                n = x.size(0)
+                logits = torch.cat([logits[:n], logits[n:].flip(-1) if logits.dim() == 4
+                                    else logits[n:]])
+            probs = _upsampled(logits, size).softmax(1)
+            if scale == 1 and standard is None:
+                standard = probs[:x.size(0)]
+            total = total + _sum_views(probs, x.size(0))
+            count += 2 if self.flip else 1
+        if standard is None:  # no scale 1 among the views: the plain input
+            standard = _upsampled(ctx.logits_fn(self.teacher, x), size).softmax(1)
+        return standard, total / count
+
+    def loss(self, out: TapOutput, ctx: StepContext) -> MethodLoss:
+        label = ctx.state['cotta_label']
+        logits = out.logits
+        if logits.dim() == 4:
+            logits = F.interpolate(logits, size=label.shape[1:], mode='bilinear',
+                                   align_corners=False)
+        per_pos = F.cross_entropy(logits, label, reduction='none')
+        valid = out.valid
+        if valid is not None and valid.shape != per_pos.shape:
+            valid = F.interpolate(valid[:, None].float(), size=per_pos.shape[1:]
+                                  )[:, 0] > 0.5
+        loss = valid_mean(per_pos, valid)
+        return MethodLoss(loss, mask=out.valid, stats=dict(
+            cotta_ce=float(loss.detach()), cotta_confident=ctx.state['cotta_confident']))
+
+    def after_step(self, out: TapOutput | None, ctx: StepContext) -> None:
+        with torch.no_grad():
+            for t, s in zip(self.teacher.parameters(), self.model.parameters()):
+                t.mul_(self.alpha).add_(s.detach(), alpha=1 - self.alpha)
+            if self.restore_prob > 0:
+                self._restore()
+
+    def _restore(self) -> None:
+        """Each element of each weight back to its source value with ``restore_prob``."""
+        source = self._source_state
+        for name, param in self.model.named_parameters():
+            if not param.requires_grad:
+                continue
+            mask = torch.rand(param.shape, generator=self.generator) < self.restore_prob
+            mask = mask.to(param.device)
+            param.copy_(torch.where(mask, source[name].to(param.device), param))
+
+
+def _frozen_copy(model: nn.Module, method: BaseTTAMethod) -> nn.Module:
+    """A detached copy of ``model`` (not of the method or tap it references), in eval mode."""
+    memo = {id(method): method}
+    for value in vars(model).values():
+        if hasattr(value, 'layer') and hasattr(value, 'capture'):  # a ClassifierTap
+            memo[id(value)] = value
+    clone = copy.deepcopy(model, memo)
+    clone.eval()
+    for p in clone.parameters():
+        p.requires_grad_(False)
+    return clone
+
+
+def _upsampled(logits: Tensor, size: tuple | None) -> Tensor:
+    if size is None or logits.dim() != 4 or tuple(logits.shape[2:]) == tuple(size):
+        return logits
+    return F.interpolate(logits, size=size, mode='bilinear', align_corners=False)
+
+
+def _sum_views(probs: Tensor, n: int) -> Tensor:
+    """Sum the (views * N, C, ...) probabilities over views: (N, C, ...)."""
+    return probs.view(-1, n, *probs.shape[1:]).sum(0)

@@ -1,0 +1,107 @@
+"""SAR: sharpness-aware and reliable entropy minimisation, with model recovery.
+
+Paper: Niu et al., "Towards Stable Test-Time Adaptation in Dynamic Wild World", ICLR 2023
+(https://arxiv.org/abs/2302.12400). Reference: https://github.com/mr-eggplant/SAR.
+
+What is adapted: normalization-layer affine parameters (the reference skips the top blocks of
+ResNets and ViTs for classification; for segmentation this implementation adapts all of them,
+like Tent). Per step (Eq. 2-5):
+
+1. reliable samples: entropy ``H < e0`` (``e0 = 0.4 ln C``); loss ``mean(H)`` over them;
+2. SAM: gradient at ``w``, ascend to ``w + rho g/|g|``, forward the same batch again, keep the
+   samples still below ``e0`` among the first ones, loss ``mean(H)`` there, gradient at the
+   perturbed weights, restore ``w``, step (the engine's :func:`~stag_seg.engine.adapt.sam_update`);
+3. recovery: a moving average ``ema <- 0.9 ema + 0.1 L2`` of the second loss; when it falls below
+   ``reset_threshold`` (0.2) the model, the optimizer and ``ema`` return to the source.
+
+For segmentation reliability is per pixel. STAG rides on both SAM losses with their masks.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from ..registry import TTA_METHODS
+from ..stag.entropy import entropy
+from .base import MethodLoss, valid_mean
+from .tent import Tent
+
+if TYPE_CHECKING:
+    from ..engine.adapt import StepContext
+    from ..models.tap import TapOutput
+
+__all__ = ['SAR']
+
+
+@TTA_METHODS.register_module()
+class SAR(Tent):
+    """Reliable entropy minimisation with a sharpness-aware update and model recovery.
+
+    Args:
+        e0 (float, optional): Entropy margin; ``0.4 ln C`` when None. Defaults to None.
+        rho (float): SAM neighbourhood size. Defaults to 0.05.
+        reset_threshold (float): Reset to the source when the moving average of the second
+            loss falls below it. Defaults to 0.2.
+        ema_momentum (float): Weight of the old value in that average. Defaults to 0.9.
+        **kwargs: ``optim_wrapper`` (the base optimizer, SGD with momentum 0.9 in the paper),
+            ``regularizers``.
+    """
+
+    uses_sam = True
+
+    def __init__(self,
+                 e0: float | None = None,
+                 rho: float = 0.05,
+                 reset_threshold: float = 0.2,
+                 ema_momentum: float = 0.9,
+                 **kwargs) -> None:
+        super().__init__(loss='entropy', **kwargs)
+        if rho <= 0:
+            raise ValueError(f'SAR.rho must be > 0, got {rho}')
+        self.e0 = e0
+        self.rho = rho
+        self.reset_threshold = reset_threshold
+        self.ema_momentum = ema_momentum
+        self.ema: float | None = None
+        self.num_resets = 0
+        self.last_second: MethodLoss | None = None
+
+    def __repr__(self) -> str:
+        return (f'SAR(e0={self.e0}, rho={self.rho}, reset_threshold={self.reset_threshold}, '
+                f'regularizers={self.regularizers})')
+
+    def margin(self, num_classes: int) -> float:
+        return 0.4 * math.log(num_classes) if self.e0 is None else self.e0
+
+    def reset_state(self) -> None:
+        self.ema = None
+        self.last_second = None
+
+    def loss(self, out: TapOutput, ctx: StepContext) -> MethodLoss:
+        ent = entropy(out.logits, dim=1)
+        mask = ent.detach() < self.margin(out.logits.size(1))
+        if out.valid is not None:
+            mask &= out.valid
+        loss = valid_mean(ent, mask)
+        return MethodLoss(loss, mask=mask, stats=dict(sar_entropy=float(ent.detach().mean()),
+                                                      sar_selected=float(mask.float().mean())))
+
+    def second_loss(self, out: TapOutput, first: MethodLoss, ctx: StepContext) -> MethodLoss:
+        ent = entropy(out.logits, dim=1)
+        mask = first.mask & (ent.detach() < self.margin(out.logits.size(1)))
+        loss = valid_mean(ent, mask)
+        return MethodLoss(loss, mask=mask, stats=dict(sar_selected=float(mask.float().mean())))
+
+    def after_step(self, out: TapOutput | None, ctx: StepContext) -> None:
+        second = self.last_second
+        if second is None or not bool(second.mask.any()):
+            return  # the reference updates its average only with a defined second loss
+        value = float(second.loss.detach())
+        self.ema = value if self.ema is None else \
+            self.ema_momentum * self.ema + (1 - self.ema_momentum) * value
+        self.last_stats['sar_ema'] = self.ema
+        reset = self.ema < self.reset_threshold
+        if reset:
+            self.num_resets += 1
+            self.reset()  # weights, optimizer and ema back to the source
+        self.last_stats['sar_reset'] = float(reset)  # its mean per domain is the reset rate

@@ -1,0 +1,355 @@
+"""EATA, SAR, DeYO and CoTTA: what each adapts, selects, weighs, resets and restores."""
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import build_segmentor, make_batch, state_copy
+from torch import nn
+
+from stag_seg.engine.adapt import StepContext, sam_ascend, sam_descend, sam_update
+from stag_seg.methods import (EATA, SAR, CoTTA, DeYO, collect_norm_params, patch_shuffle,
+                              unshuffle_patches)
+from stag_seg.models import TapOutput
+from stag_seg.stag import entropy
+
+OPT = dict(optimizer=dict(type='SGD', lr=0.5))
+
+
+def _out(logits, valid=None):
+    c = logits.size(1)
+    feats = torch.randn(logits.size(0), 3, *logits.shape[2:])
+    return TapOutput(logits, torch.randn(c, 3), None, feats, valid)
+
+
+@pytest.mark.parametrize('cfg, scope', [
+    (dict(type='EATA', e0=2.0), 'norm'),
+    (dict(type='SAR', e0=2.0), 'norm'),
+    (dict(type='DeYO', margin=2.0, plpd_threshold=-2.0), 'norm'),
+    (dict(type='CoTTA'), 'all'),
+])
+def test_each_method_updates_the_parameters_it_should(cfg, scope):
+    model = build_segmentor(cfg, optim_lr=0.5)
+    before = state_copy(model)
+    norm = set(collect_norm_params(model)[1])
+    for seed in range(2):
+        model.test_step(make_batch(seed=seed))
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed
+    if scope == 'norm':
+        assert changed <= norm
+    else:  # every parameter is trainable, so more than the norm layers move
+        assert changed - norm and set(model.tta_method.param_names) == {
+            n for n, _ in model.named_parameters()}
+
+
+@pytest.mark.parametrize('cfg', [
+    dict(type='Tent'), dict(type='EATA', e0=2.0), dict(type='SAR', e0=2.0),
+    dict(type='DeYO', margin=2.0, plpd_threshold=-2.0), dict(type='CoTTA')])
+def test_stag_composes_with_every_method(cfg):
+    anchors = 'live' if cfg['type'] == 'CoTTA' else 'frozen'
+    model = build_segmentor(dict(cfg, regularizers=[dict(type='STAG', anchors=anchors)]),
+                            optim_lr=0.5)
+    before = state_copy(model)
+    model.test_step(make_batch())
+    stats = model.tta_method.last_stats
+    assert math.isfinite(stats['loss']) and math.isfinite(stats['stag_loss'])
+    assert stats['stag_used'] > 0 and stats['skipped'] == 0
+    assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    for p in model.parameters():
+        assert p.grad is None or torch.isfinite(p.grad).all()
+
+
+def test_stag_rides_on_both_sam_steps():
+    model = build_segmentor(dict(type='SAR', e0=2.0, regularizers=[dict(type='STAG',
+                                                                          weight=5.0)]))
+    model.test_step(make_batch())
+    assert model.tta_method.last_stats['sam2_stag_used'] > 0
+
+
+# ------------------------------------------------------------------------------------- EATA
+def test_eata_selects_exactly_the_pixels_below_the_margin_and_weighs_them():
+    torch.manual_seed(0)
+    logits = torch.randn(1, 5, 6, 6) * torch.linspace(0.1, 6, 36).view(1, 1, 6, 6)
+    method = EATA(optim_wrapper=OPT)
+    res = method.loss(_out(logits), None)
+    ent = entropy(logits)
+    e0 = 0.4 * math.log(5)
+    assert torch.equal(res.mask, ent < e0)
+    assert 0 < int(res.mask.sum()) < 36
+    torch.testing.assert_close(res.weights, torch.exp(e0 - ent))
+    torch.testing.assert_close(res.loss, (ent * torch.exp(e0 - ent))[ent < e0].mean())
+
+
+def test_eata_filters_images_redundant_with_the_moving_average():
+    logits = torch.zeros(1, 4, 2, 2)
+    logits[:, 0] = 6.0  # confident class 0 everywhere
+    method = EATA(optim_wrapper=OPT, d_margin=0.5)
+    first = method.loss(_out(logits), None)
+    assert first.mask.all()  # nothing to compare with yet: kept, and it sets the average
+    second = method.loss(_out(logits.clone()), None)
+    assert not second.mask.any() and second.skip  # |cos| = 1 >= 0.5: redundant
+    other = torch.zeros(1, 4, 2, 2)
+    other[:, 2] = 6.0
+    third = method.loss(_out(other), None)
+    assert third.mask.all()  # a different distribution (cos ~ 0) is kept
+    # p_bar <- 0.9 p_bar + 0.1 mean(p): the average moved towards class 2
+    assert method.moving_probs[2] > method.moving_probs[1]
+
+
+def test_eata_fisher_matches_an_independent_estimate_and_penalises_drift(tiny_tree):
+    import stag_seg  # noqa: F401
+    fisher_data = dict(num_images=2, dataloader=dict(
+        batch_size=1, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
+        dataset=dict(type='ACDCDataset', data_root=tiny_tree, condition='fog',
+                     pipeline=[dict(type='LoadImageFromFile'), dict(type='PackSegInputs')])))
+    model = build_segmentor(dict(type='EATA', e0=3.0, fisher_data=fisher_data,
+                                 fisher_alpha=1e3), num_classes=19)
+    ref = copy.deepcopy(model)
+    model.test_step(make_batch(size=(32, 64)))  # configures: the Fisher is estimated here
+    method = model.tta_method
+    assert len(method.fisher) == len(method.param_names)
+    # independent: per image, grad of CE against its own argmax, squared, averaged
+    from mmengine.runner import Runner
+    from stag_seg.methods import use_batch_statistics
+    use_batch_statistics(ref)
+    params = dict(ref.named_parameters())
+    loader = Runner.build_dataloader(fisher_data['dataloader'])
+    expected = {n: torch.zeros_like(params[n]) for n in method.param_names}
+    for i, batch in enumerate(loader):
+        if i == 2:
+            break
+        data = ref.data_preprocessor(batch, False)
+        logits = ref.decode_head.forward(ref.extract_feat(data['inputs']))
+        loss = F.cross_entropy(logits, logits.argmax(1))
+        grads = torch.autograd.grad(loss, [params[n] for n in method.param_names],
+                                    allow_unused=True)
+        for n, g in zip(method.param_names, grads):
+            if g is not None:
+                expected[n] += g.pow(2) / 2
+    for n, (fisher, source) in zip(method.param_names, method.fisher):
+        torch.testing.assert_close(fisher, expected[n], rtol=1e-4, atol=1e-10)
+    assert method.last_stats['eata_fisher'] >= 0
+
+
+@pytest.mark.parametrize('num_images, indices, match', [
+    (0, None, 'EATA.fisher_data.num_images must be >= 1, got 0'),
+    (5, 0, 'EATA.fisher_data yielded no images'),
+])
+def test_eata_refuses_an_empty_fisher_set(tiny_tree, num_images, indices, match):
+    dataset = dict(type='ACDCDataset', data_root=tiny_tree, condition='fog',
+                   pipeline=[dict(type='LoadImageFromFile'), dict(type='PackSegInputs')])
+    if indices is not None:
+        dataset.update(indices=indices, serialize_data=False)
+    cfg = dict(type='EATA', fisher_data=dict(num_images=num_images, dataloader=dict(
+        batch_size=1, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
+        dataset=dataset)))
+    model = build_segmentor(cfg, num_classes=19)
+    with pytest.raises(ValueError, match=match):
+        model.test_step(make_batch())
+
+
+# -------------------------------------------------------------------------------------- SAR
+def test_sam_restores_the_weights_before_the_descent_step():
+    """The step equals SGD with the gradient taken at w + rho g/|g| (computed independently)."""
+    torch.manual_seed(0)
+    layer = nn.Linear(3, 4)
+    x = torch.randn(5, 3)
+    w0 = [p.detach().clone() for p in layer.parameters()]
+
+    def loss_at(params):
+        return entropy(F.linear(x, *params)).mean()
+
+    wr = [p.clone().requires_grad_() for p in w0]
+    grads = torch.autograd.grad(loss_at(wr), wr)
+    norm = torch.sqrt(sum((gr ** 2).sum() for gr in grads))
+    rho, lr = 0.05, 0.1
+    perturbed = [(p + rho * gr / norm).requires_grad_() for p, gr in zip(w0, grads)]
+    grads2 = torch.autograd.grad(loss_at(perturbed), perturbed)
+    expected = [p - lr * gr for p, gr in zip(w0, grads2)]
+
+    from stag_seg.methods.base import _build_optim_wrapper
+    method = SAR(e0=2.0, rho=rho, optim_wrapper=dict(optimizer=dict(type='SGD', lr=lr)))
+    method.optim_wrapper = _build_optim_wrapper(list(layer.parameters()),
+                                                method.optim_wrapper_cfg)
+
+    class Tap:
+        def __init__(self):
+            self.records = []
+
+        def capture(self):
+            import contextlib
+            return contextlib.nullcontext()
+
+        def output(self):
+            logits = F.linear(x, layer.weight, layer.bias)
+            return TapOutput(logits, layer.weight, layer.bias, x)
+
+    ctx = StepContext(x, layer, lambda m, inp: F.linear(inp, m.weight, m.bias), Tap())
+    first_out = ctx.forward()
+    first = method.loss(first_out, ctx)
+    seen = {}
+    real_step = method.optim_wrapper.optimizer.step
+
+    def step(*a, **k):  # the weights the base optimizer starts from
+        seen['w'] = [p.detach().clone() for p in layer.parameters()]
+        return real_step(*a, **k)
+
+    method.optim_wrapper.optimizer.step = step
+    sam_update(method, ctx, first.loss, first)
+    for a, b in zip(seen['w'], w0):
+        assert torch.equal(a, b)  # restored exactly before the descent
+    for p, e in zip(layer.parameters(), expected):
+        torch.testing.assert_close(p.detach(), e, rtol=1e-5, atol=1e-7)
+
+
+def test_sam_ascend_and_descend_are_exact_inverses():
+    params = [nn.Parameter(torch.randn(3, 2)), nn.Parameter(torch.randn(4))]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    before = [p.detach().clone() for p in params]
+    saved = sam_ascend(params, 0.05)
+    moved = torch.cat([(p - b).flatten() for p, b in zip(params, before)])
+    assert torch.linalg.vector_norm(moved).item() == pytest.approx(0.05, rel=1e-5)
+    sam_descend(params, saved)
+    assert all(torch.equal(p, b) for p, b in zip(params, before))
+
+
+def test_sar_resets_to_the_source_under_a_constructed_collapse():
+    model = build_segmentor(dict(type='SAR', e0=2.0, reset_threshold=0.2), optim_lr=0.5)
+    source = state_copy(model)
+    model.test_step(make_batch(seed=0))
+    method = model.tta_method
+    assert method.num_resets == 0
+    assert any(not torch.equal(v, source[k]) for k, v in model.state_dict().items())
+    # a collapsed model has near-zero entropy: the average of the second loss drops under 0.2
+    method.ema = 0.01
+    model.test_step(make_batch(seed=1))
+    assert method.num_resets == 1 and method.ema is None
+    assert method.last_stats['sar_reset'] == 1.0
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, source[key]), key
+
+
+def test_sar_does_not_reset_a_healthy_stream():
+    model = build_segmentor(dict(type='SAR', e0=2.0), optim_lr=0.01)
+    for seed in range(3):
+        model.test_step(make_batch(seed=seed))
+    assert model.tta_method.num_resets == 0 and model.tta_method.ema > 0.2
+
+
+# ------------------------------------------------------------------------------------- DeYO
+def test_patch_shuffle_is_undone_exactly():
+    x = torch.arange(2 * 3 * 8 * 12, dtype=torch.float32).view(2, 3, 8, 12)
+    gen = torch.Generator().manual_seed(0)
+    shuffled, perm = patch_shuffle(x, 4, gen)
+    assert not torch.equal(shuffled, x)
+    assert torch.equal(unshuffle_patches(shuffled, perm, 4), x)
+    # patch i of the output is patch perm[i] of the input
+    assert torch.equal(shuffled[..., :2, :3], x[..., (perm[0] // 4) * 2:(perm[0] // 4) * 2 + 2,
+                                                 (perm[0] % 4) * 3:(perm[0] % 4) * 3 + 3])
+
+
+def test_deyo_plpd_is_zero_for_local_predictions_and_exact_for_positional_ones():
+    method = DeYO(optim_wrapper=OPT, patch_len=2)
+    x = torch.randn(1, 3, 8, 8)
+    local = StepContext(x, None, lambda m, inp: F.avg_pool2d(inp, 2) * 3)  # 4x4 logit map
+    logits = local.logits_fn(None, x)
+    plpd = method.plpd(logits, local)
+    assert plpd.shape == (1, 4, 4)
+    torch.testing.assert_close(plpd, torch.zeros_like(plpd), atol=1e-6, rtol=0)
+    # a prediction that also depends on the position: PLPD = p(x) - p(moved content)
+    ramp = torch.zeros(1, 3, 4, 4)
+    ramp[:, 0] = torch.linspace(-2, 2, 16).view(4, 4)  # class 0 favoured by position
+
+    def positional(m, inp):
+        return F.avg_pool2d(inp, 2) * 3 + ramp
+
+    ctx = StepContext(x, None, positional)
+    method.generator.manual_seed(5)
+    plpd = method.plpd(positional(None, x), ctx)
+    gen = torch.Generator().manual_seed(5)
+    x_aug, perm = patch_shuffle(x, 2, gen)
+    aug = unshuffle_patches(positional(None, x_aug), perm, 2).softmax(1)
+    probs = positional(None, x).softmax(1)
+    pred = probs.argmax(1, keepdim=True)
+    expected = (probs.gather(1, pred) - aug.gather(1, pred)).squeeze(1)
+    torch.testing.assert_close(plpd, expected)
+    assert plpd.abs().max() > 1e-3
+
+
+def test_deyo_selects_by_entropy_and_plpd_and_weighs_by_both():
+    method = DeYO(optim_wrapper=OPT, patch_len=2, plpd_threshold=0.2)
+    x = torch.randn(1, 3, 8, 8)
+    logits = torch.randn(1, 5, 4, 4) * 4
+    plpd = torch.linspace(-0.5, 0.9, 16).view(1, 4, 4)
+    method.plpd = lambda lg, ctx: plpd
+    res = method.loss(_out(logits), StepContext(x, None, None))
+    ent = entropy(logits)
+    expected_mask = (ent < 0.5 * math.log(5)) & (plpd > 0.2)
+    assert torch.equal(res.mask, expected_mask) and expected_mask.any()
+    torch.testing.assert_close(res.weights, torch.exp(0.4 * math.log(5) - ent) + torch.exp(plpd))
+
+
+# ------------------------------------------------------------------------------------ CoTTA
+def test_cotta_restore_probability_zero_changes_nothing_and_one_restores_everything():
+    for prob, expect_source in ((0.0, False), (1.0, True)):
+        model = build_segmentor(dict(type='CoTTA', restore_prob=prob, alpha=0.5), optim_lr=0.5)
+        source = state_copy(model)
+        method = model.tta_method
+        seen = {}
+        real_restore = method._restore
+
+        def restore():
+            seen['before'] = state_copy(model)
+            real_restore()
+
+        method._restore = restore
+        model.test_step(make_batch())
+        after = model.state_dict()
+        if expect_source:
+            for name, _ in model.named_parameters():
+                assert torch.equal(after[name], source[name]), name
+        else:
+            assert 'before' not in seen  # p = 0: no restore pass at all
+            assert any(not torch.equal(after[n], source[n]) for n, _ in model.named_parameters())
+
+
+def test_cotta_teacher_is_the_exponential_moving_average_of_the_student():
+    model = build_segmentor(dict(type='CoTTA', restore_prob=0.0, alpha=0.9), optim_lr=0.5)
+    model.test_step(make_batch(seed=0))
+    method = model.tta_method
+    teacher_before = {n: p.clone() for n, p in method.teacher.named_parameters()}
+    model.test_step(make_batch(seed=1))
+    student = dict(model.named_parameters())
+    for name, t in method.teacher.named_parameters():
+        torch.testing.assert_close(t, 0.9 * teacher_before[name] + 0.1 * student[name].detach())
+
+
+def test_cotta_reports_the_teachers_label_and_trains_the_student_on_it():
+    model = build_segmentor(dict(type='CoTTA', scales=(1.0, ), flip=False, confidence=2.0),
+                            optim_lr=0.0)
+    batch = make_batch(seed=3)
+    teacher = copy.deepcopy(model)  # the teacher starts as the source
+    data = teacher.data_preprocessor(copy.deepcopy(batch), False)
+    with torch.no_grad():
+        logits = teacher.decode_head.forward(teacher.extract_feat(data['inputs']))
+        expected = F.interpolate(logits, size=(64, 64), mode='bilinear').argmax(1)
+    out = model.test_step(batch)
+    assert torch.equal(out[0].pred_sem_seg.data[0], expected[0])
+    assert model.tta_method.last_stats['cotta_confident'] == 0.0  # nobody beats 2.0
+
+
+@pytest.mark.parametrize('cfg, error, match', [
+    (dict(type='EATA', d_margin=0.0), ValueError, 'EATA.d_margin must be > 0'),
+    (dict(type='EATA', fisher_data=dict(num_images=3)), KeyError, "needs a 'dataloader'"),
+    (dict(type='SAR', rho=0.0), ValueError, 'SAR.rho must be > 0'),
+    (dict(type='DeYO', aug='occlusion'), ValueError, 'DeYO.aug must be one of'),
+    (dict(type='CoTTA', alpha=1.5), ValueError, 'CoTTA.alpha must be in'),
+    (dict(type='CoTTA', scales=()), ValueError, 'CoTTA.scales must be positive'),
+])
+def test_bad_method_options_are_clear_errors(cfg, error, match):
+    from stag_seg.methods import build_method
+    with pytest.raises(error, match=match):
+        build_method(cfg, OPT)
