@@ -1,4 +1,5 @@
 # Cityscapes->ACDC with MMSeg's own SegFormer-B5 Cityscapes checkpoint, Tent, Adam 7.5e-6.
+# Checkpoint: MMSeg 1.x SegFormer-B5 layout (MMSeg's own Cityscapes checkpoint).
 _base_ = [
     './segformer-b5-mmseg_source.py', '../_base_/tta/tent.py', '../_base_/schedules/acdc_adam.py'
 ]

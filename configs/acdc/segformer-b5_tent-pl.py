@@ -1,5 +1,6 @@
 # Cityscapes->ACDC with Tent on hard self-pseudo-labels (the "TENT" of the public CoTTA
 # segmentation code); Adam 7.5e-6.
+# Checkpoint: NVlabs/CoTTA SegFormer-B5, converted by tools/convert_nvlabs_segformer.py.
 _base_ = [
     './segformer-b5_source.py', '../_base_/tta/tent-pl.py',
     '../_base_/schedules/acdc_adam.py'

@@ -1,4 +1,5 @@
 # Cityscapes->ACDC with Tent (entropy) on the norm layers, Adam lr 7.5e-6 (the CoTTA protocol).
+# Checkpoint: NVlabs/CoTTA SegFormer-B5, converted by tools/convert_nvlabs_segformer.py.
 _base_ = [
     './segformer-b5_source.py', '../_base_/tta/tent.py', '../_base_/schedules/acdc_adam.py'
 ]

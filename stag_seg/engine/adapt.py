@@ -164,7 +164,6 @@ def sam_update(method: 'BaseTTAMethod', ctx: StepContext, loss: Tensor,
     sam_descend(params, saved)
     optim_wrapper.step()
     optim_wrapper.zero_grad()
-    method.last_second = second
     return {f'sam2_{k}': v for k, v in stats.items()} | {'sam2_loss': float(total.detach())}
 
 

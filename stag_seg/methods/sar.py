@@ -90,7 +90,10 @@ class SAR(Tent):
         ent = entropy(out.logits, dim=1)
         mask = first.mask & (ent.detach() < self.margin(out.logits.size(1)))
         loss = valid_mean(ent, mask)
-        return MethodLoss(loss, mask=mask, stats=dict(sar_selected=float(mask.float().mean())))
+        # kept for after_step: the moving average and the reset follow the second loss
+        self.last_second = MethodLoss(loss, mask=mask,
+                                      stats=dict(sar_selected=float(mask.float().mean())))
+        return self.last_second
 
     def after_step(self, out: TapOutput | None, ctx: StepContext) -> None:
         second = self.last_second
