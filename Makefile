@@ -7,7 +7,7 @@ STAMP := $(VENV)/.stag_seg-installed
 DEMO_DATA := data/synthetic_acdc
 DEMO_OUT := work_dirs/demo
 
-.PHONY: install test demo demo-data benchmark benchmark-scaling mmcv-full clean-demo
+.PHONY: install test demo demo-data docs-figures benchmark benchmark-scaling mmcv-full clean-demo
 
 install: $(STAMP)
 
@@ -27,15 +27,26 @@ demo-data: install
 		$(PY) tools/make_synthetic_acdc.py --out $(DEMO_DATA) --num-target 100
 
 # Source, Tent and Tent+STAG (default and logit readings) on the embedded synthetic
-# Cityscapes->ACDC stream (4 conditions x 100 images x 3 rounds, batch size 1), side by side.
+# Cityscapes->ACDC stream (4 conditions x 100 images x 3 rounds, batch size 1), side by side,
+# with the first 2 predictions of every (round, domain) drawn under <run>/show/.
 DEMO_RUNS := source tent tent_stag tent_stag_logit
 demo: demo-data
 	@for run in $(DEMO_RUNS); do \
 		$(PY) tools/test_tta.py configs/demo/segformer-mit-b0_$$run.py \
-			--work-dir $(DEMO_OUT)/$$run --cfg-options log_level=WARNING || exit 1; \
+			--work-dir $(DEMO_OUT)/$$run --show-dir show --show-num 2 \
+			--cfg-options log_level=WARNING || exit 1; \
 	done
 	$(PY) tools/compare_results.py $(foreach run,$(DEMO_RUNS),$(DEMO_OUT)/$(run)/tta_results.json) \
-		--labels Source Tent 'Tent+STAG' 'Tent+STAG(logit,4)' --out $(DEMO_OUT)
+		--out $(DEMO_OUT)
+
+# The figure, table and pictures the README shows, regenerated from a fresh demo run.
+docs-figures: demo
+	cp $(DEMO_OUT)/comparison.png docs/demo_comparison.png
+	cp $(DEMO_OUT)/comparison.md docs/demo_comparison.md
+	@for run in source tent tent_stag_logit; do \
+		first=$$(ls $(DEMO_OUT)/$$run/show/snow/*_r03.png | head -1); \
+		cp $$first docs/demo_show_snow_r3_$$run.png && echo "$$first -> docs/demo_show_snow_r3_$$run.png"; \
+	done
 
 benchmark: install
 	$(PY) tools/benchmark_overhead.py --out work_dirs/benchmark_overhead.json

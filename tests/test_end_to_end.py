@@ -158,3 +158,54 @@ def test_bad_loop_settings_are_clear_errors(tiny_run, tmp_path, test_cfg, match)
     cfg.experiment_name = f'bad_loop_{abs(hash(match))}'
     with pytest.raises((ValueError, TypeError), match=match):
         Runner.from_cfg(cfg).test()
+
+
+def test_show_dir_scalars_environment_and_tensorboard_of_a_tiny_run(tiny_run, tiny_tree,
+                                                                    tmp_path):
+    import glob
+
+    import cv2
+    config, ckpt = tiny_run
+    work_dir = tmp_path / 'work'
+    with_tensorboard = tmp_path / 'tiny_tensorboard.py'  # the way a user adds a backend
+    with_tensorboard.write_text(
+        f'_base_ = [{config!r}]\n'
+        "visualizer = dict(vis_backends=[dict(type='LocalVisBackend'), "
+        "dict(type='TensorboardVisBackend')])\n")
+    proc = _test_tta(str(with_tensorboard), ckpt, '--work-dir', str(work_dir), '--show-dir',
+                     'show', '--show-num', '2', '--cfg-options', 'test_cfg.curve_points=3')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # the first 2 images of every (round, domain), one file per image and round
+    expected = set()
+    for domain in ('fog', 'night', 'rain', 'snow'):
+        images = sorted(glob.glob(osp.join(tiny_tree, 'rgb_anon', domain, 'train', '*', '*.png')))
+        stems = [osp.splitext(osp.basename(p))[0] for p in images[:2]]
+        expected |= {f'{domain}/{stem}_r{r:02d}.png' for stem in stems for r in (1, 2)}
+    shown = {osp.relpath(p, work_dir / 'show')
+             for p in glob.glob(str(work_dir / 'show' / '*' / '*.png'))}
+    assert shown == expected
+    panel = cv2.imread(str(work_dir / 'show' / sorted(expected)[0]))
+    assert panel.shape[1] == 3 * 64 + 2 * 4  # input | prediction | truth at 64 pixels wide
+    # scalars through the visualizer: running metric, losses, fraction selected, per domain
+    (scalars, ) = glob.glob(str(work_dir / '*' / 'vis_data' / 'scalars.json'))
+    with open(scalars) as f:
+        lines = [json.loads(line) for line in f]
+    running = [s for s in lines if 'running/mIoU' in s]
+    assert len(running) == 2 * 4 * 3  # curve_points=3 on 3-image domains, 8 domains
+    assert all({'adapt/loss', 'adapt/stag_loss', 'adapt/selected'} <= set(s) for s in running)
+    assert [s['step'] for s in running] == list(range(1, 25))
+    per_domain = [s for s in lines if 'mIoU/domain' in s]
+    doc = load_results(str(work_dir / 'tta_results.json'))
+    assert [s['mIoU/domain'] for s in per_domain] == [r['mIoU'] for r in doc['records']]
+    assert per_domain[0]['mIoU/fog'] == doc['records'][0]['mIoU']
+    # the running curve ends at the record's own value (same areas, same definition)
+    for rec in doc['records']:
+        assert [p[0] for p in rec['curve']] == [1, 2, 3]
+        assert rec['curve'][-1][1] == pytest.approx(rec['mIoU'], abs=0.01)
+    assert glob.glob(str(work_dir / '*' / 'vis_data' / 'events.out.tfevents.*'))
+    # how the result was made travels with it
+    env = json.loads((work_dir / 'environment.json').read_text())
+    assert env['device'] == 'cpu' and env['seed'] == 0 and env['world_size'] == 1
+    assert 'test_tta.py' in env['command'] and env['versions']['torch'] == torch.__version__
+    assert doc['environment']['device'] == 'cpu'
+    assert osp.dirname(doc['config_dump']) == str(work_dir)

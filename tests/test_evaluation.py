@@ -3,8 +3,7 @@ import pytest
 import torch
 
 from stag_seg.engine import ContinualTestLoop
-from stag_seg.evaluation import (RunningMetric, StreamResults, compare_markdown, format_records,
-                                 validate_results)
+from stag_seg.evaluation import RunningMetric, StreamResults, format_records, validate_results
 
 
 def _doc(method, values, rounds=2, domains=('fog', 'night'), regularizers=()):
@@ -45,18 +44,6 @@ def test_the_table_of_one_run_has_a_row_per_round_and_the_means():
     assert lines[0] == '| round | fog | night | mean |'
     assert lines[2] == '| 1 | 10.00 | 20.00 | 15.00 |'
     assert lines[4] == '| mean | 20.00 | 30.00 | **25.00** |'
-
-
-def test_compare_puts_runs_side_by_side_and_refuses_other_streams():
-    a = _doc('Tent', [10.0, 20.0, 30.0, 40.0])
-    b = _doc('Tent', [12.0, 22.0, 31.0, 41.0], regularizers=['STAG(space=logit)'])
-    table = compare_markdown([a, b]).splitlines()
-    assert table[2] == '| Tent | 15.00 | 35.00 | 25.00 | 10.00 |'
-    assert table[3] == '| Tent+STAG(space=logit) | 17.00 | 36.00 | 26.50 | 10.00 |'
-    with pytest.raises(ValueError, match='different streams: rounds'):
-        compare_markdown([a, _doc('Tent', [1.0, 2.0], rounds=1)])
-    with pytest.raises(ValueError, match='different streams: domains'):
-        compare_markdown([a, _doc('Tent', [1.0] * 4, domains=('rain', 'snow'))])
 
 
 class _FakeIoU:

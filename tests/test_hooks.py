@@ -312,3 +312,34 @@ def test_the_hook_drives_the_continual_loop_with_episodic_resets(tiny_tree, tmp_
     assert len(doc['records']) == 4 and 'mean/mIoU' in metrics
     # episodic: every visit of a domain starts from the source, so both rounds predict alike
     assert all(torch.equal(a, b) for a, b in zip(preds[:6], preds[6:]))
+
+
+def test_the_show_hook_draws_a_labelled_grid_for_a_classifier(cls_setup, tmp_path,
+                                                              monkeypatch):
+    """Under the stock test loop: round 1, domain `test`; the drawn labels are the scored ones."""
+    import cv2
+
+    from stag_seg.engine import show_hook
+    root, ckpt = cls_setup
+    drawn = []
+    original = show_hook.classification_grid
+
+    def record(images, preds, gts, classes, path, **kwargs):
+        drawn.append(dict(images=list(images), preds=list(preds), gts=list(gts),
+                          classes=classes, path=path))
+        return original(images, preds, gts, classes, path, **kwargs)
+
+    monkeypatch.setattr(show_hook, 'classification_grid', record)
+    runner, _, scores = _run(_cls_cfg(root, tmp_path), ckpt, [
+        dict(type='STAGHook', method=TENT), dict(type='TTAShowHook', show_dir='show',
+                                                  num_images=6)])
+    (grid, ) = drawn
+    assert grid['path'] == osp.join(str(tmp_path), 'show', 'test', 'grid_r01.png')
+    assert grid['preds'] == [int(s.argmax()) for s in scores[:6]]
+    dataset = runner.test_dataloader.dataset
+    assert grid['gts'] == [dataset.get_gt_labels()[i] for i in range(6)]
+    assert grid['classes'] == dataset.metainfo['classes']
+    # the original pictures, in RGB (the generator brightened the channel of its class)
+    for image, gt in zip(grid['images'], grid['gts']):
+        assert image.shape == (32, 32, 3) and image.mean((0, 1)).argmax() == gt
+    assert cv2.imread(grid['path']).shape[:2] == (510, 880)  # 2 rows of 4 at 100 dpi

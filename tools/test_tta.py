@@ -2,9 +2,11 @@
 
     python tools/test_tta.py CONFIG [CHECKPOINT] [--work-dir DIR] [--cfg-options k=v ...]
                              [--launcher none|pytorch|slurm|mpi] [--unsafe-load]
+                             [--show-dir DIR [--show-num K]]
 
 Writes tta_results.{json,csv,md,png} to the work dir (``--work-dir``, else the config's
-``work_dir``, else ``./work_dirs/<config name>``).
+``work_dir``, else ``./work_dirs/<config name>``), beside the dumped config and
+environment.json. ``--show-dir`` draws the first K predictions of every (round, domain).
 """
 import argparse
 import os
@@ -32,6 +34,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--unsafe-load', action='store_true',
         help='load the checkpoint as a full pickle (it can run code): only for trusted files')
+    parser.add_argument(
+        '--show-dir', help='draw input | prediction | ground truth of the first images of every '
+        '(round, domain) there (a relative path is taken inside the work dir)')
+    parser.add_argument('--show-num', type=int, default=4,
+                        help='images drawn per (round, domain) with --show-dir (default 4)')
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
@@ -70,6 +77,11 @@ def main() -> None:
         sys.exit(f'{args.config} has no load_from: pass the source CHECKPOINT to adapt')
     if '://' not in cfg.load_from and not osp.isfile(cfg.load_from):
         sys.exit(f'checkpoint not found: {cfg.load_from}')
+    if args.show_dir:
+        if args.show_num < 1:
+            sys.exit(f'--show-num must be >= 1, got {args.show_num}')
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
+            dict(type='TTAShowHook', show_dir=args.show_dir, num_images=args.show_num)]
     if args.unsafe_load:
         compat.enable_full_pickle_loading()
     if args.launcher != 'none' and not torch.cuda.is_available():

@@ -105,10 +105,21 @@ def adapt_step(method: 'BaseTTAMethod',
         else:
             update(method.optim_wrapper, total)
     ctx.tap.clear()
-    stats.update(loss=float(total.detach()), skipped=float(base.skip))
+    stats.update(loss=float(total.detach()), skipped=float(base.skip),
+                 selected=selected_fraction(base.mask, out.valid))
     method.last_stats = stats
     method.after_step(out, ctx)
     return result, prediction
+
+
+def selected_fraction(mask: Tensor | None, valid: Tensor | None) -> float:
+    """The share of the valid samples or pixels a method's loss used (1 without a mask)."""
+    if mask is None:
+        return 1.0
+    if valid is not None and valid.shape == mask.shape:
+        count = valid.sum()
+        return float((mask.bool() & valid.bool()).sum() / count) if count else 0.0
+    return float(mask.float().mean())
 
 
 def total_loss(method: 'BaseTTAMethod', out: 'TapOutput',

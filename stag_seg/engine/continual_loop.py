@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 import os.path as osp
+import platform
 import sys
 import time
 from typing import Sequence
 
-from mmengine.dist import is_main_process
+import torch
+from mmengine.dist import get_world_size, is_main_process
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import LOOPS
 from mmengine.runner import TestLoop
+from mmengine.utils.dl_utils import collect_env
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -29,7 +33,7 @@ class ContinualTestLoop(TestLoop):
     Every (round, domain) is scored by the configured evaluator (MMSeg's ``IoUMetric``, say)
     on the predictions the model made *before* it updated on each batch. The model is never
     reset in continual mode; ``episodic=True`` resets it to the source before every domain.
-    Results go to ``<work_dir>/tta_results.{json,csv,md,png}`` (rank 0).
+    Results go to ``<work_dir>/tta_results.{json,csv,md,png}`` and ``environment.json`` (rank 0).
 
     Args:
         runner (Runner): The runner.
@@ -48,6 +52,13 @@ class ContinualTestLoop(TestLoop):
             ``'accuracy/top1'``. Defaults to ``'mIoU'``.
         progress (bool): Show a progress bar (images/s, running metric). Defaults to True.
         fp16 (bool): Autocast the forward. Defaults to False.
+        curve_points (int): Points per (round, domain) of the running metric recorded in the
+            results (``curve``) and written, with the method's statistics (loss, STAG loss,
+            fraction selected), to the runner's visualizer backends. Defaults to 20.
+
+    Scalars go through MMEngine's visualizer, so ``vis_backends`` in the config chooses where:
+    ``LocalVisBackend`` (``<log_dir>/vis_data/scalars.json``, the default), TensorBoard or W&B.
+    Their step is the adaptation step (batch) in the stream.
     """
 
     def __init__(self,
@@ -60,11 +71,14 @@ class ContinualTestLoop(TestLoop):
                  domain_key: str = 'condition',
                  metric_key: str = 'mIoU',
                  progress: bool = True,
-                 fp16: bool = False) -> None:
+                 fp16: bool = False,
+                 curve_points: int = 20) -> None:
         if not domains:
             raise ValueError('ContinualTestLoop needs at least one domain in test_cfg.domains')
         if not isinstance(rounds, int) or rounds < 1:
             raise ValueError(f'test_cfg.rounds must be an int >= 1, got {rounds!r}')
+        if not isinstance(curve_points, int) or curve_points < 1:
+            raise ValueError(f'test_cfg.curve_points must be an int >= 1, got {curve_points!r}')
         specs = [self._domain_spec(d, dataloader, domain_key) for d in domains]
         names = [name for name, _ in specs]
         if len(set(names)) != len(names):
@@ -82,7 +96,10 @@ class ContinualTestLoop(TestLoop):
         self.episodic = episodic
         self.metric_key = metric_key
         self.progress = progress
+        self.curve_points = curve_points
         self.results: StreamResults | None = None
+        # where the stream is: hooks (the --show-dir one) read these
+        self.round_idx, self.domain, self.stream_step = 0, '', 0
 
     @staticmethod
     def _domain_spec(domain: str | dict, template: dict | DataLoader,
@@ -115,6 +132,7 @@ class ContinualTestLoop(TestLoop):
         bar = tqdm(total=total, unit='batch', disable=not (self.progress and is_main_process()),
                    mininterval=0.5 if sys.stderr.isatty() else 15, dynamic_ncols=True)
         running = RunningMetric()
+        self.stream_step = 0
         for round_idx in range(1, self.rounds + 1):
             for domain, loader in self.domains:
                 if self.episodic:
@@ -133,34 +151,59 @@ class ContinualTestLoop(TestLoop):
     def _run_domain(self, round_idx: int, domain: str, loader: DataLoader, bar: tqdm,
                     running: RunningMetric) -> None:
         self.dataloader = loader
+        self.round_idx, self.domain = round_idx, domain
         self.evaluator.dataset_meta = getattr(loader.dataset, 'metainfo', None)
         running.reset()
         method = getattr(self._model(), 'tta_method', None)
-        stat_sums: dict[str, list[float]] = {}
+        stat_sums: dict[str, list[float]] = {}  # whole domain: the record's adapt/* means
+        window: dict[str, list[float]] = {}  # since the last scalar write
+        interval = max(1, len(loader) // self.curve_points)
+        curve: list[list[float]] = []
         num, start = 0, time.perf_counter()
         for idx, data_batch in enumerate(loader):
             self.run_iter(idx, data_batch)
+            self.stream_step += 1
             for key, value in (getattr(method, 'last_stats', None) or {}).items():
                 if math.isfinite(value):  # e.g. no STAG cosine on a step without valid pixels
-                    sums = stat_sums.setdefault(key, [0.0, 0])
-                    sums[0] += float(value)
-                    sums[1] += 1
+                    for sums in (stat_sums.setdefault(key, [0.0, 0]),
+                                 window.setdefault(key, [0.0, 0])):
+                        sums[0] += float(value)
+                        sums[1] += 1
             num += len(data_batch['inputs'])
+            value = running.update(self.evaluator)
+            if (idx + 1) % interval == 0 or idx + 1 == len(loader):
+                if value is not None:
+                    curve.append([idx + 1, round(value, 4)])
+                self._add_scalars(value, window)
+                window = {}
             bar.update(1)
-            bar.set_postfix_str(self._postfix(round_idx, domain, running, num,
+            bar.set_postfix_str(self._postfix(round_idx, domain, value, num,
                                               time.perf_counter() - start), refresh=False)
         seconds = time.perf_counter() - start
         metrics = self.evaluator.evaluate(len(loader.dataset))
         # the method's and regularizers' statistics (losses, STAG cosine, ...), mean per step
         metrics.update({f'adapt/{k}': total / count for k, (total, count) in stat_sums.items()})
         record = self.results.add(round_idx, domain, len(loader.dataset), metrics, seconds)
-        print_log(f'round {round_idx}/{self.rounds} {domain}: {self.results.metric} '
-                  f'{record[self.results.metric]:.2f} ({num} images, {num / seconds:.2f} img/s)',
+        record.update(steps=len(loader), curve=curve)
+        name = self.results.metric
+        self.runner.visualizer.add_scalars(
+            {f'{name}/{domain}': record[name], f'{name}/domain': record[name],
+             'stream/round': round_idx, 'stream/images_per_s': num / seconds},
+            step=self.stream_step)
+        print_log(f'round {round_idx}/{self.rounds} {domain}: {name} '
+                  f'{record[name]:.2f} ({num} images, {num / seconds:.2f} img/s)',
                   logger='current')
 
-    def _postfix(self, round_idx: int, domain: str, running: RunningMetric, num: int,
+    def _add_scalars(self, value: float | None, window: dict[str, list[float]]) -> None:
+        """The running metric and the method's statistics since the last write."""
+        scalars = {f'adapt/{k}': total / count for k, (total, count) in window.items()}
+        if value is not None:
+            scalars[f'running/{self.results.metric}'] = value
+        if scalars:
+            self.runner.visualizer.add_scalars(scalars, step=self.stream_step)
+
+    def _postfix(self, round_idx: int, domain: str, value: float | None, num: int,
                  seconds: float) -> str:
-        value = running.update(self.evaluator)
         shown = f' {self.results.metric}={value:.1f}' if value is not None else ''
         return f'r{round_idx} {domain}{shown} {num / max(seconds, 1e-9):.2f} img/s'
 
@@ -182,6 +225,23 @@ class ContinualTestLoop(TestLoop):
         path = osp.join(self.runner.work_dir, name)
         return path if osp.isfile(path) else None
 
+    def _environment(self) -> dict:
+        """Where and how the run was made (device, processes, seed, determinism, command)."""
+        param = next(self._model().parameters(), None)
+        device = param.device if param is not None else torch.device('cpu')
+        randomness = self.runner._randomness_cfg
+        return dict(
+            device=str(device),
+            device_name=(torch.cuda.get_device_name(device) if device.type == 'cuda'
+                         else platform.processor() or platform.machine()),
+            world_size=get_world_size(),
+            launcher=self.runner.launcher,
+            seed=self.runner.seed,
+            deterministic=bool(randomness.get('deterministic', False)),
+            torch_threads=torch.get_num_threads(),
+            command=' '.join(sys.argv),
+            experiment=self.runner.experiment_name)
+
     def _write(self) -> None:
         method = getattr(self._model(), 'tta_method', None)
         cfg = self.runner.cfg
@@ -193,7 +253,14 @@ class ContinualTestLoop(TestLoop):
             config_dump=self._config_dump(),
             checkpoint=self.runner._load_from,
             seed=self.runner.seed,
-            episodic=self.episodic)
+            episodic=self.episodic,
+            environment=self._environment())
         paths = write_results(doc, self.runner.work_dir)
+        env_path = osp.join(self.runner.work_dir, 'environment.json')
+        with open(env_path, 'w') as f:
+            json.dump(dict(doc['environment'], versions=doc['versions'],
+                           collect_env={k: str(v) for k, v in collect_env().items()}), f,
+                      indent=2)
+        paths.append(env_path)
         print_log('results written to ' + ', '.join(osp.basename(p) for p in paths) + ' in '
                   + self.runner.work_dir, logger='current')

@@ -112,10 +112,11 @@ def validate_results(doc: dict) -> None:
 
 
 class RunningMetric:
-    """The metric so far in the current (round, domain), for the progress bar.
+    """The metric so far in the current (round, domain), for the progress bar and the curves.
 
-    Reads the per-sample results an ``IoUMetric`` (or a metric storing the same 4-tuples of
-    per-class areas) has accumulated, incrementally. Other metrics give None.
+    Reads, incrementally, the per-sample results the evaluator has accumulated: an
+    ``IoUMetric``'s per-class areas (mIoU) or an mmpretrain ``Accuracy``'s labels and scores
+    (top-1 accuracy). Other metrics give None.
     """
 
     def __init__(self) -> None:
@@ -124,12 +125,20 @@ class RunningMetric:
     def reset(self) -> None:
         self._seen = 0
         self._inter = self._union = None
+        self._correct = self._total = 0
 
     def update(self, evaluator: Any) -> float | None:
         metrics = getattr(evaluator, 'metrics', [])
-        if not metrics or type(metrics[0]).__name__ != 'IoUMetric':
+        if not metrics:
             return None
-        results = metrics[0].results
+        kind = type(metrics[0]).__name__
+        if kind == 'IoUMetric':
+            return self._update_iou(metrics[0].results)
+        if kind == 'Accuracy':
+            return self._update_accuracy(metrics[0].results)
+        return None
+
+    def _update_iou(self, results: list) -> float | None:
         for res in results[self._seen:]:
             inter, union = res[0].double(), res[1].double()
             self._inter = inter if self._inter is None else self._inter + inter
@@ -139,6 +148,14 @@ class RunningMetric:
             return None
         iou = self._inter / self._union
         return float(iou[self._union > 0].mean() * 100)
+
+    def _update_accuracy(self, results: list) -> float | None:
+        for res in results[self._seen:]:
+            pred = res['pred_score'].argmax(-1) if 'pred_score' in res else res['pred_label']
+            self._correct += int((pred.view(-1)[:1] == res['gt_label'].view(-1)[:1]).sum())
+            self._total += 1
+        self._seen = len(results)
+        return 100.0 * self._correct / self._total if self._total else None
 
 
 def _jsonable(value: Any) -> Any:

@@ -9,8 +9,8 @@ from typing import Sequence
 
 from .records import validate_results
 
-__all__ = ['compare_markdown', 'format_records', 'load_results', 'plot_results',
-           'write_results']
+__all__ = ['check_same_stream', 'compare_csv', 'compare_markdown', 'compare_rows',
+           'format_records', 'load_results', 'plot_results', 'run_labels', 'write_results']
 
 
 def _run_name(doc: dict) -> str:
@@ -60,29 +60,67 @@ def write_results(doc: dict, out_dir: str, stem: str = 'tta_results') -> list[st
     return [base + ext for ext in ('.json', '.csv', '.md', '.png')]
 
 
+#: Size of every stream figure, in inches at FIGURE_DPI (1000 x 420 pixels).
+FIGURE_SIZE = (10.0, 4.2)
+FIGURE_DPI = 100
+
+
+def _spans(doc: dict) -> list[tuple[int, int, dict]]:
+    """``(first step, last step, record)`` of each (round, domain), in stream order."""
+    out, offset = [], 0
+    for rec in doc['records']:
+        steps = int(rec.get('steps') or rec['num_samples'])
+        out.append((offset, offset + steps, rec))
+        offset += steps
+    return out
+
+
 def plot_results(docs: Sequence[dict], path: str, labels: Sequence[str] | None = None) -> str:
-    """One line per run: the metric of each (round, domain) in stream order."""
+    """One line per run: the metric along the stream, x being the adaptation step.
+
+    A record with a ``curve`` (the running metric inside its (round, domain)) is drawn as that
+    curve; one without as a flat line at its value. Domain boundaries are marked (rounds with a
+    darker line) and each span is labelled with its domain at the top.
+    """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    labels = list(labels) if labels else [_run_name(d) for d in docs]
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(docs[0]['records']) + 2), 3.6))
-    for doc, label in zip(docs, labels):
-        ax.plot(range(len(doc['records'])), [r[doc['metric']] for r in doc['records']],
-                marker='o', markersize=3, label=f'{label} (mean {doc["mean"]:.1f})')
-    ref = docs[0]['records']
-    ax.set_xticks(range(len(ref)))
-    ax.set_xticklabels([r['domain'] for r in ref], rotation=60, fontsize=7)
-    for i, rec in enumerate(ref):
-        if i and rec['round'] != ref[i - 1]['round']:
-            ax.axvline(i - 0.5, color='grey', lw=0.6, ls='--')
-    ax.set_ylabel(docs[0]['metric'])
-    ax.set_title(f'{docs[0]["metric"]} per (round, domain) along the stream', fontsize=9)
+    names = run_labels(docs, labels)
+    metric = docs[0]['metric']
+    fig, ax = plt.subplots(figsize=FIGURE_SIZE, dpi=FIGURE_DPI)
+    for doc, name in zip(docs, names):
+        xs: list[float] = []
+        ys: list[float] = []
+        for first, last, rec in _spans(doc):
+            curve = rec.get('curve') or [[last - first, rec[metric]]]
+            if not rec.get('curve'):
+                xs.append(first)
+                ys.append(rec[metric])
+            xs.extend(first + step for step, _ in curve)
+            ys.extend(value for _, value in curve)
+            xs.append(float('nan'))  # a break between domains: the metric restarts
+            ys.append(float('nan'))
+        ax.plot(xs, ys, lw=1.2, label=f'{name} (mean {doc["mean"]:.2f})')
+    spans = _spans(docs[0])
+    for first, _, rec in spans[1:]:
+        new_round = rec['domain'] == docs[0]['domains'][0]
+        ax.axvline(first, color='0.35' if new_round else '0.75', lw=1.0 if new_round else 0.6,
+                   ls='-' if new_round else '--')
+    top = ax.secondary_xaxis('top')
+    top.set_xticks([(first + last) / 2 for first, last, _ in spans])
+    many = len(spans) > 16
+    top.set_xticklabels([f'{rec["domain"]}' if many else f'r{rec["round"]} {rec["domain"]}'
+                         for _, _, rec in spans], fontsize=6 if many else 7,
+                        rotation=90 if many else 0)
+    top.tick_params(length=0)
+    ax.set_xlim(0, spans[-1][1])
+    ax.set_xlabel('adaptation step in the stream (rounds separated by dark lines)')
+    ax.set_ylabel(f'{metric} (running, per domain)')
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc='lower left')
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=FIGURE_DPI)
     plt.close(fig)
     return path
 
@@ -100,37 +138,87 @@ def load_results(path: str) -> dict:
     return doc
 
 
-def compare_markdown(docs: Sequence[dict], labels: Sequence[str] | None = None) -> str:
-    """Runs side by side: the mean per round, the overall mean and images/s, per run.
+def run_labels(docs: Sequence[dict], labels: Sequence[str | None] | None = None) -> list[str]:
+    """Row names: method + regularizers, then the user's label in brackets.
 
-    Raises:
-        ValueError: the runs were made on different streams (domains, rounds or metric).
+    Runs that would share a name and have no label are told apart by their config's name.
     """
+    labels = list(labels) if labels else [None] * len(docs)
+    if len(labels) != len(docs):
+        raise ValueError(f'{len(labels)} labels for {len(docs)} runs')
+    names = [_run_name(d) for d in docs]
+    out = []
+    for doc, name, label in zip(docs, names, labels):
+        if not label and names.count(name) > 1 and doc.get('config'):
+            label = osp.splitext(osp.basename(doc['config']))[0]
+        out.append(f'{name} ({label})' if label else name)
+    return out
+
+
+def check_same_stream(docs: Sequence[dict]) -> None:
+    """Raise ``ValueError`` unless every run was made on the first run's stream."""
     if not docs:
         raise ValueError('nothing to compare')
     ref = docs[0]
-    for doc in docs[1:]:
+    for i, doc in enumerate(docs[1:], 1):
         for key in ('metric', 'rounds', 'domains'):
             if doc[key] != ref[key]:
-                raise ValueError(f'cannot compare results of different streams: {key} '
-                                 f'{doc[key]!r} != {ref[key]!r}')
-    labels = list(labels) if labels else [_run_name(d) for d in docs]
-    metric, rounds = ref['metric'], ref['rounds']
-    header = ['run'] + [f'round {r}' for r in range(1, rounds + 1)] + [f'mean {metric}',
-                                                                         'images/s']
-    lines = ['| ' + ' | '.join(header) + ' |', '|---|' + '---:|' * (len(header) - 1)]
-    for doc, label in zip(docs, labels):
-        per_round = []
-        for rnd in range(1, rounds + 1):
-            vals = [r[metric] for r in doc['records'] if r['round'] == rnd]
-            per_round.append(sum(vals) / len(vals))
-        lines.append(f'| {label} | ' + ' | '.join(f'{v:.2f}' for v in per_round)
-                     + f' | {doc["mean"]:.2f} | {doc["images_per_s"]:.2f} |')
-    detail = ['', f'{metric} per (round, domain):', '',
-              '| run | ' + ' | '.join(f'r{r["round"]} {r["domain"]}' for r in ref['records'])
-              + ' |', '|---|' + '---:|' * len(ref['records'])]
-    for doc, label in zip(docs, labels):
-        order = {(r['round'], r['domain']): r[metric] for r in doc['records']}
-        detail.append(f'| {label} | ' + ' | '.join(
-            f'{order[(r["round"], r["domain"])]:.1f}' for r in ref['records']) + ' |')
-    return '\n'.join(lines + detail)
+                raise ValueError(f'cannot compare results of different streams: run {i + 1} has '
+                                 f'{key} {doc[key]!r}, run 1 has {ref[key]!r}')
+        sizes = {(r['round'], r['domain']): r['num_samples'] for r in ref['records']}
+        for rec in doc['records']:
+            if rec['num_samples'] != sizes[(rec['round'], rec['domain'])]:
+                raise ValueError(
+                    f'cannot compare results of different streams: run {i + 1} scored '
+                    f'{rec["num_samples"]} samples in round {rec["round"]} {rec["domain"]}, '
+                    f'run 1 scored {sizes[(rec["round"], rec["domain"])]}')
+
+
+def compare_rows(docs: Sequence[dict], labels: Sequence[str | None] | None = None
+                 ) -> tuple[list[str], list[tuple[str, list[float]]]]:
+    """The comparison as numbers: the column names and one ``(run, values)`` row per run.
+
+    Columns follow the published continual tables: every domain of every round in stream
+    order (``r1 fog``, ...), then the mean and images/s.
+    """
+    check_same_stream(docs)
+    ref = docs[0]
+    metric = ref['metric']
+    keys = [(r, d) for r in range(1, ref['rounds'] + 1) for d in ref['domains']]
+    columns = [f'r{r} {d}' for r, d in keys] + [f'mean {metric}', 'images/s']
+    rows = []
+    for doc, name in zip(docs, run_labels(docs, labels)):
+        value = {(r['round'], r['domain']): r[metric] for r in doc['records']}
+        rows.append((name, [value[k] for k in keys] + [doc['mean'], doc['images_per_s']]))
+    return columns, rows
+
+
+def compare_markdown(docs: Sequence[dict], labels: Sequence[str | None] | None = None) -> str:
+    """Runs side by side, best value of each column in bold (higher is better for all).
+
+    Raises:
+        ValueError: the runs were made on different streams (domains, rounds, metric or the
+            number of samples of a domain).
+    """
+    columns, rows = compare_rows(docs, labels)
+    shown = [[f'{v:.2f}' if i >= len(columns) - 2 else f'{v:.1f}' for i, v in enumerate(vals)]
+             for _, vals in rows]
+    best = [max(float(cells[i]) for cells in shown) for i in range(len(columns))]
+    lines = ['| run | ' + ' | '.join(columns) + ' |', '|---|' + '---:|' * len(columns)]
+    for (name, _), cells in zip(rows, shown):
+        cells = [f'**{c}**' if float(c) == best[i] and len(rows) > 1 else c
+                 for i, c in enumerate(cells)]
+        lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def compare_csv(docs: Sequence[dict], path: str,
+                labels: Sequence[str | None] | None = None) -> str:
+    """The comparison table as CSV (full precision)."""
+    columns, rows = compare_rows(docs, labels)
+    with open(path, 'w', newline='') as f:
+        writer = csv.writer(f)
+        writer.writerow(['run'] + columns)
+        for name, values in rows:
+            writer.writerow([name] + [f'{v:.4f}' for v in values])
+    return path
