@@ -226,10 +226,12 @@ def test_sar_resets_to_the_source_under_a_constructed_collapse():
     # a collapsed model has near-zero entropy: the average of the second loss drops under 0.2
     method.ema = 0.01
     model.test_step(make_batch(seed=1))
-    assert method.num_resets == 1 and method.ema is None
+    assert method.num_resets == 1
     assert method.last_stats['sar_reset'] == 1.0
     for key, value in model.state_dict().items():
         assert torch.equal(value, source[key]), key
+    # the low average is kept, as the reference does, so the next steps may reset again
+    assert method.ema == pytest.approx(0.9 * 0.01 + 0.1 * method.last_stats['sam2_loss'])
 
 
 def test_sar_does_not_reset_a_healthy_stream():
@@ -353,3 +355,46 @@ def test_bad_method_options_are_clear_errors(cfg, error, match):
     from stag_seg.methods import build_method
     with pytest.raises(error, match=match):
         build_method(cfg, OPT)
+
+
+# ------------------------------------------------------------------------- several ranks
+class _TwoRanks:
+    """Stands in for a second process: ``all_reduce`` combines with ``other``'s values."""
+
+    def __init__(self, other_skips, other_loss=None):
+        self.other_skips, self.other_loss, self.calls = other_skips, other_loss, []
+
+    def __call__(self, data, op='sum'):
+        self.calls.append(op)
+        if op == 'min':  # the skip flag
+            data.copy_(torch.minimum(data, torch.tensor([float(self.other_skips)])))
+        elif op == 'sum':  # SAR's (loss, defined) pair
+            data.add_(torch.tensor([self.other_loss, 1.0], dtype=data.dtype))
+
+
+@pytest.mark.parametrize('other_skips, grad_syncs', [(False, 1), (True, 0)])
+def test_a_rank_without_selection_still_joins_a_step_the_others_take(monkeypatch, other_skips,
+                                                                      grad_syncs):
+    from stag_seg.engine import adapt
+    ranks = _TwoRanks(other_skips)
+    monkeypatch.setattr(adapt, 'get_world_size', lambda: 2)
+    monkeypatch.setattr(adapt, 'all_reduce', ranks)
+    model = build_segmentor(dict(type='EATA', e0=1e-9))  # nothing is below the margin here
+    model.test_step(make_batch(seed=0))
+    assert model.tta_method.last_stats['skipped'] == float(other_skips)
+    # the gradient average is one collective every rank enters, or none does
+    assert ranks.calls == ['min'] + ['mean'] * grad_syncs
+
+
+def test_sar_averages_its_reset_signal_over_ranks(monkeypatch):
+    from stag_seg.engine import adapt
+    from stag_seg.methods import sar
+    monkeypatch.setattr(adapt, 'get_world_size', lambda: 2)
+    monkeypatch.setattr(adapt, 'all_reduce', _TwoRanks(False))
+    monkeypatch.setattr(sar, 'get_world_size', lambda: 2)
+    monkeypatch.setattr(sar, 'all_reduce', _TwoRanks(False, other_loss=0.0))  # collapsed
+    model = build_segmentor(dict(type='SAR', e0=2.0))
+    model.test_step(make_batch(seed=0))
+    method = model.tta_method
+    # the first average is the mean of this rank's second loss and the other's 0
+    assert method.ema == pytest.approx(method.last_stats['sam2_loss'] / 2)

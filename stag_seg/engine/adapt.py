@@ -98,6 +98,9 @@ def adapt_step(method: 'BaseTTAMethod',
             prediction = method.prediction(out, ctx)
         base = method.loss(out, ctx)
         total, stats = total_loss(method, out, base)
+        # ranks step together or not at all: a rank that selected nothing joins the others'
+        # step with a zero gradient, otherwise the gradient averages would fall out of step
+        base.skip = all_ranks(base.skip)
         if base.skip:
             method.optim_wrapper.zero_grad()
         elif method.uses_sam:
@@ -141,6 +144,8 @@ def update(optim_wrapper: 'OptimWrapper', loss: Tensor) -> None:
     synchronise them: every rank would adapt its own copy of the model on its own share of the
     stream. With one process this is exactly ``update_params``.
     """
+    if not loss.requires_grad:  # nothing selected on this rank: a zero gradient to share
+        loss = loss + sum(p.sum() for p in _params(optim_wrapper)) * 0
     optim_wrapper.backward(optim_wrapper.scale_loss(loss))
     if optim_wrapper.should_update():
         sync_gradients(_params(optim_wrapper))
@@ -195,6 +200,15 @@ def sam_descend(params: list[nn.Parameter], saved: list[Tensor]) -> None:
     """Put back the weights :func:`sam_ascend` saved (exactly), before the base step."""
     for param, value in zip(params, saved):
         param.copy_(value)
+
+
+def all_ranks(flag: bool) -> bool:
+    """True when ``flag`` holds on every rank (``flag`` itself with one process)."""
+    if get_world_size() == 1:
+        return flag
+    value = torch.tensor([float(flag)])
+    all_reduce(value, op='min')
+    return bool(value.item() > 0.5)
 
 
 def sync_gradients(params: list[nn.Parameter]) -> None:

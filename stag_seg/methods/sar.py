@@ -12,7 +12,10 @@ like Tent). Per step (Eq. 2-5):
    samples still below ``e0`` among the first ones, loss ``mean(H)`` there, gradient at the
    perturbed weights, restore ``w``, step (the engine's :func:`~stag_seg.engine.adapt.sam_update`);
 3. recovery: a moving average ``ema <- 0.9 ema + 0.1 L2`` of the second loss; when it falls below
-   ``reset_threshold`` (0.2) the model, the optimizer and ``ema`` return to the source.
+   ``reset_threshold`` (0.2) the model and the optimizer return to the source. As in the
+   reference, the average itself is kept, so resets repeat until it climbs back over the
+   threshold. With several processes the average is taken over the ranks' second losses, so
+   every rank resets at the same step.
 
 For segmentation reliability is per pixel. STAG rides on both SAM losses with their masks.
 """
@@ -20,6 +23,9 @@ from __future__ import annotations
 
 import math
 from typing import TYPE_CHECKING
+
+import torch
+from mmengine.dist import all_reduce, get_world_size
 
 from ..registry import TTA_METHODS
 from ..stag.entropy import entropy
@@ -97,14 +103,30 @@ class SAR(Tent):
 
     def after_step(self, out: TapOutput | None, ctx: StepContext) -> None:
         second = self.last_second
-        if second is None or not bool(second.mask.any()):
+        defined = second is not None and bool(second.mask.any())
+        # one average for all ranks, so that they reset together and stay identical
+        value, defined = rank_mean(float(second.loss.detach()) if defined else 0.0, defined)
+        if not defined:
             return  # the reference updates its average only with a defined second loss
-        value = float(second.loss.detach())
         self.ema = value if self.ema is None else \
             self.ema_momentum * self.ema + (1 - self.ema_momentum) * value
         self.last_stats['sar_ema'] = self.ema
         reset = self.ema < self.reset_threshold
         if reset:
             self.num_resets += 1
-            self.reset()  # weights, optimizer and ema back to the source
+            ema = self.ema
+            self.reset()  # weights and optimizer back to the source
+            # as the reference: the low average is kept, so the reset repeats until the loss
+            # of the source model lifts it back over the threshold
+            self.ema = ema
         self.last_stats['sar_reset'] = float(reset)  # its mean per domain is the reset rate
+
+
+def rank_mean(value: float, defined: bool) -> tuple[float, bool]:
+    """The mean of ``value`` over the ranks where it is ``defined`` (and whether any is)."""
+    if get_world_size() == 1:
+        return value, defined
+    total = torch.tensor([value if defined else 0.0, float(defined)], dtype=torch.float64)
+    all_reduce(total, op='sum')
+    count = float(total[1])
+    return (float(total[0]) / count if count else 0.0), count > 0
