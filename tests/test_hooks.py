@@ -183,7 +183,7 @@ def _image_folder(root, per_class=4, size=32):
 def _cls_cfg(root, tmp_path, model_type='ImageClassifier', tta_method=None):
     model = dict(
         type=model_type,
-        data_preprocessor=dict(type='ClsDataPreprocessor', num_classes=NUM_CLS,
+        data_preprocessor=dict(type='ClsDataPreprocessor', num_classes=NUM_CLS, to_rgb=True,
                                mean=[127.5] * 3, std=[64.0] * 3),
         backbone=dict(type='ResNet', depth=18, stem_channels=8, base_channels=8,
                       out_indices=(3, )),

@@ -89,7 +89,10 @@ def test_the_stream_figure_has_its_fixed_size_with_and_without_curves(tmp_path):
     image = cv2.imread(path)
     assert image.shape == (round(FIGURE_SIZE[1] * FIGURE_DPI), round(FIGURE_SIZE[0] * FIGURE_DPI),
                            3)
-    assert (image < 250).any()  # something was drawn
+    # one line per run, in matplotlib's first two colours (BGR here)
+    for bgr in ((180, 119, 31), (14, 127, 255)):
+        assert (np.abs(image.astype(int) - bgr).sum(axis=2) < 60).sum() > 100, bgr
+    assert not (np.abs(image.astype(int) - (44, 160, 44)).sum(axis=2) < 60).any()  # no third
 
 
 def test_compare_results_cli_writes_table_csv_and_figure_and_refuses_other_streams(tmp_path):
@@ -171,3 +174,39 @@ def test_the_panel_puts_input_prediction_and_truth_side_by_side_in_the_palette()
 def test_the_show_hook_needs_a_positive_count():
     with pytest.raises(ValueError, match='num_images must be an int >= 1'):
         TTAShowHook('show', num_images=0)
+
+
+def test_runs_of_other_batch_sizes_line_up_on_images_seen():
+    from stag_seg.evaluation.report import _curve, _spans
+    one = _doc('Tent', [10.0, 20.0, 30.0, 40.0])  # batch size 1: 10 steps per domain
+    two = _doc('Tent', [10.0, 20.0, 30.0, 40.0])
+    for rec in two['records']:  # batch size 2: 5 steps, the curve at steps 2 and 5
+        rec.update(steps=5, curve=[[2, 1.0], [5, 2.0]])
+    assert [s[:2] for s in _spans(one)] == [s[:2] for s in _spans(two)] == [
+        (0, 10), (10, 20), (20, 30), (30, 40)]
+    first, last, rec = _spans(two)[1]
+    assert _curve(first, last, rec, 'mIoU') == ([14.0, 20.0], [1.0, 2.0])
+    first, last, rec = _spans(one)[1]
+    assert _curve(first, last, rec, 'mIoU')[0] == [15.0, 20.0]
+    old = dict(rec)
+    del old['curve']  # results written before curves existed: a flat line at the value
+    assert _curve(first, last, old, 'mIoU') == ([10, 20], [20.0, 20.0])
+
+
+def test_a_nan_record_is_kept_and_never_bolded():
+    a = _doc('Tent', [10.0, float('nan'), 30.0, 40.0])
+    b = _doc('EATA', [12.0, 18.0, 31.0, 39.6])
+    from stag_seg.evaluation import validate_results
+    validate_results(a)  # the mean is NaN as well: still a valid document
+    row = compare_markdown([a, b]).splitlines()[2]
+    assert '| nan |' in row and '**18.0**' in compare_markdown([a, b])
+
+
+def test_the_show_hook_draws_the_input_the_model_received():
+    from mmengine.structures import BaseDataElement
+    sample = BaseDataElement(metainfo=dict(img_path='/no/such/file.png'))
+    tensor = torch.zeros(3, 2, 2, dtype=torch.uint8)
+    tensor[0] = 200  # the first channel: blue for a BGR loader, red for an RGB one
+    assert TTAShowHook._image(sample, tensor, bgr=True)[0, 0].tolist() == [0, 0, 200]
+    assert TTAShowHook._image(sample, tensor, bgr=False)[0, 0].tolist() == [200, 0, 0]
+    assert TTAShowHook._image(sample, None, bgr=True) is None  # no tensor and no file

@@ -5,8 +5,9 @@
 
 Each run is ``tools/test_tta.py configs/demo/segformer-mit-b0_<run>.py`` in its own process
 (its log beside its results). The table (markdown and JSON) gives the mean mIoU per round and
-overall, the change STAG makes, and images/s. ``--reuse`` keeps results already in ``--out``
-(to resume an interrupted table).
+overall, the change STAG makes, and images/s; ``comparison.{md,csv,png}`` beside it hold every
+run per (round, domain) and along the stream (``tools/compare_results.py``'s layout).
+``--reuse`` keeps results already in ``--out`` (to resume an interrupted table).
 """
 import argparse
 import json
@@ -15,6 +16,8 @@ import os.path as osp
 import subprocess
 import sys
 import time
+
+from stag_seg.evaluation import compare_csv, compare_markdown, plot_results
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -105,6 +108,13 @@ def main() -> None:
     with open(osp.join(args.out, 'table.json'), 'w') as f:
         json.dump(dict(rounds=args.rounds, rows=summary), f, indent=2)
     print(f'written: {osp.join(args.out, "table.md")}, {osp.join(args.out, "table.json")}')
+    # every run per (round, domain), best in bold, and the figure along the stream
+    docs = [doc for row in rows for doc in (row['plain'], row.get('stag')) if doc]
+    with open(osp.join(args.out, 'comparison.md'), 'w') as f:
+        f.write(compare_markdown(docs) + '\n')
+    compare_csv(docs, osp.join(args.out, 'comparison.csv'))
+    plot_results(docs, osp.join(args.out, 'comparison.png'))
+    print(f'written: comparison.{{md,csv,png}} in {args.out}')
 
 
 if __name__ == '__main__':

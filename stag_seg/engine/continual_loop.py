@@ -157,7 +157,7 @@ class ContinualTestLoop(TestLoop):
         method = getattr(self._model(), 'tta_method', None)
         stat_sums: dict[str, list[float]] = {}  # whole domain: the record's adapt/* means
         window: dict[str, list[float]] = {}  # since the last scalar write
-        interval = max(1, len(loader) // self.curve_points)
+        interval = -(-len(loader) // self.curve_points)  # at most curve_points points
         curve: list[list[float]] = []
         num, start = 0, time.perf_counter()
         for idx, data_batch in enumerate(loader):
@@ -188,7 +188,8 @@ class ContinualTestLoop(TestLoop):
         name = self.results.metric
         self.runner.visualizer.add_scalars(
             {f'{name}/{domain}': record[name], f'{name}/domain': record[name],
-             'stream/round': round_idx, 'stream/images_per_s': num / seconds},
+             'stream/round': round_idx,
+             'stream/images_per_s': len(loader.dataset) / seconds},
             step=self.stream_step)
         print_log(f'round {round_idx}/{self.rounds} {domain}: {name} '
                   f'{record[name]:.2f} ({num} images, {num / seconds:.2f} img/s)',

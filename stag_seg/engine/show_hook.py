@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 from ..evaluation.visualize import (classification_grid, default_palette,
@@ -27,8 +28,10 @@ class TTAShowHook(Hook):
     (round, domain) with the predicted and true labels, ``<show_dir>/<domain>/grid_r<round>.png``.
 
     The predictions drawn are the ones that were scored: made before the model adapted on the
-    batch. Works under ``ContinualTestLoop`` (which says the round and domain) and under a
-    stock test loop (round 1, domain ``test``). Only the main process draws.
+    batch. The input drawn is the one the model received (after the pipeline's transforms,
+    before normalization), resized to the prediction. Works under ``ContinualTestLoop`` (which
+    says the round and domain) and under a stock test loop (round 1, domain ``test``). Only the
+    main process draws: with several processes, the first images of its share of each domain.
 
     Args:
         show_dir (str): Output folder; a relative path is taken inside the run's work dir.
@@ -67,12 +70,16 @@ class TTAShowHook(Hook):
             return
         meta = getattr(getattr(loop.dataloader, 'dataset', None), 'metainfo', None) or {}
         inputs = data_batch.get('inputs', []) if data_batch else []
-        batch_size = len(outputs)
+        batch_size = getattr(loop.dataloader, 'batch_size', None) or len(outputs)
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        # OpenMMLab loaders give BGR and the preprocessor converts; otherwise it is RGB already
+        bgr = bool(getattr(getattr(model, 'data_preprocessor', None), '_channel_conversion',
+                           True))
         for i, sample in enumerate(outputs):
             if done >= self.num_images:
                 break
-            position = batch_idx * batch_size + i
-            image = self._image(sample, inputs[i] if i < len(inputs) else None)
+            position = batch_idx * batch_size + i  # within this process's share of the domain
+            image = self._image(sample, inputs[i] if i < len(inputs) else None, bgr)
             if 'pred_sem_seg' in sample:
                 self._draw_segmentation(sample, image, meta, key, position)
             elif 'pred_label' in sample:
@@ -90,14 +97,17 @@ class TTAShowHook(Hook):
 
     # ------------------------------------------------------------------ drawing
     @staticmethod
-    def _image(sample, tensor) -> np.ndarray | None:
-        """The RGB input: the original file when it can be read, else the loaded tensor."""
-        path = sample.metainfo.get('img_path')
-        if isinstance(path, str) and osp.isfile(path):
-            bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-            if bgr is not None:
-                return bgr[..., ::-1]
+    def _image(sample, tensor, bgr: bool) -> np.ndarray | None:
+        """The RGB input as the model received it (after the pipeline's own transforms).
+
+        ``bgr``: the loader gives BGR (the model's data preprocessor converts to RGB). Without
+        the loaded tensor, the file is read.
+        """
         if tensor is None:
+            path = sample.metainfo.get('img_path')
+            if isinstance(path, str) and osp.isfile(path):
+                image = cv2.imread(path, cv2.IMREAD_COLOR)
+                return None if image is None else image[..., ::-1]
             return None
         array = tensor.detach().cpu().numpy()
         if array.ndim == 3 and array.shape[0] in (1, 3):
@@ -107,15 +117,17 @@ class TTAShowHook(Hook):
         array = array.astype(np.float32)
         if array.max() <= 1.0:  # a float image in [0, 1]
             array = array * 255
-        # OpenMMLab loaders give BGR (mmcv.imfrombytes' default)
-        return np.clip(array, 0, 255).astype(np.uint8)[..., ::-1]
+        array = np.clip(array, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(array[..., ::-1] if bgr else array)
 
     def _draw_segmentation(self, sample, image, meta: dict, key: tuple[int, str],
                            position: int) -> None:
         pred = sample.pred_sem_seg.data.squeeze(0).cpu().numpy()
         gt = (sample.gt_sem_seg.data.squeeze(0).cpu().numpy()
               if 'gt_sem_seg' in sample else None)
-        palette = meta.get('palette') or default_palette(int(pred.max()) + 1)
+        palette = meta.get('palette') or default_palette(
+            max(len(meta.get('classes') or ()), int(pred.max()) + 1,
+                int(gt[gt != 255].max()) + 1 if gt is not None and (gt != 255).any() else 0))
         if image is None:
             image = np.zeros(pred.shape + (3,), np.uint8)
         round_idx, domain = key

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import os.path as osp
 from typing import Sequence
@@ -66,13 +67,25 @@ FIGURE_DPI = 100
 
 
 def _spans(doc: dict) -> list[tuple[int, int, dict]]:
-    """``(first step, last step, record)`` of each (round, domain), in stream order."""
+    """``(first image, last image, record)`` of each (round, domain), in stream order.
+
+    Positions count images (samples), so that runs of other batch sizes or process counts
+    line up on one axis.
+    """
     out, offset = [], 0
     for rec in doc['records']:
-        steps = int(rec.get('steps') or rec['num_samples'])
-        out.append((offset, offset + steps, rec))
-        offset += steps
+        out.append((offset, offset + rec['num_samples'], rec))
+        offset += rec['num_samples']
     return out
+
+
+def _curve(first: int, last: int, rec: dict, metric: str) -> tuple[list[float], list[float]]:
+    """The running metric of one (round, domain) at image positions (flat without a curve)."""
+    if not rec.get('curve'):
+        return [first, last], [rec[metric], rec[metric]]
+    per_step = (last - first) / (rec.get('steps') or (last - first))
+    return ([first + step * per_step for step, _ in rec['curve']],
+            [value for _, value in rec['curve']])
 
 
 def plot_results(docs: Sequence[dict], path: str, labels: Sequence[str] | None = None) -> str:
@@ -93,12 +106,9 @@ def plot_results(docs: Sequence[dict], path: str, labels: Sequence[str] | None =
         xs: list[float] = []
         ys: list[float] = []
         for first, last, rec in _spans(doc):
-            curve = rec.get('curve') or [[last - first, rec[metric]]]
-            if not rec.get('curve'):
-                xs.append(first)
-                ys.append(rec[metric])
-            xs.extend(first + step for step, _ in curve)
-            ys.extend(value for _, value in curve)
+            curve_x, curve_y = _curve(first, last, rec, metric)
+            xs.extend(curve_x)
+            ys.extend(curve_y)
             xs.append(float('nan'))  # a break between domains: the metric restarts
             ys.append(float('nan'))
         ax.plot(xs, ys, lw=1.2, label=f'{name} (mean {doc["mean"]:.2f})')
@@ -115,7 +125,7 @@ def plot_results(docs: Sequence[dict], path: str, labels: Sequence[str] | None =
                         rotation=90 if many else 0)
     top.tick_params(length=0)
     ax.set_xlim(0, spans[-1][1])
-    ax.set_xlabel('adaptation step in the stream (rounds separated by dark lines)')
+    ax.set_xlabel('images seen in the stream (rounds separated by dark lines)')
     ax.set_ylabel(f'{metric} (running, per domain)')
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc='lower left')
@@ -203,7 +213,8 @@ def compare_markdown(docs: Sequence[dict], labels: Sequence[str | None] | None =
     columns, rows = compare_rows(docs, labels)
     shown = [[f'{v:.2f}' if i >= len(columns) - 2 else f'{v:.1f}' for i, v in enumerate(vals)]
              for _, vals in rows]
-    best = [max(float(cells[i]) for cells in shown) for i in range(len(columns))]
+    best = [max((float(cells[i]) for cells in shown if not math.isnan(float(cells[i]))),
+                default=math.nan) for i in range(len(columns))]
     lines = ['| run | ' + ' | '.join(columns) + ' |', '|---|' + '---:|' * len(columns)]
     for (name, _), cells in zip(rows, shown):
         cells = [f'**{c}**' if float(c) == best[i] and len(rows) > 1 else c
