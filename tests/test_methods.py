@@ -359,15 +359,21 @@ def test_bad_method_options_are_clear_errors(cfg, error, match):
 
 # ------------------------------------------------------------------------- several ranks
 class _TwoRanks:
-    """Stands in for a second process: ``all_reduce`` combines with ``other``'s values."""
+    """Stands in for a second process: ``all_reduce`` combines with ``other``'s values.
+
+    The other rank agrees on every flag but the skip flag (the third ``min`` of a step, after
+    "logits finite" and "loss finite"), where it says ``other_skips``.
+    """
 
     def __init__(self, other_skips, other_loss=None):
-        self.other_skips, self.other_loss, self.calls = other_skips, other_loss, []
+        self.other_skips, self.other_loss, self.calls, self.mins = other_skips, other_loss, [], 0
 
     def __call__(self, data, op='sum'):
         self.calls.append(op)
-        if op == 'min':  # the skip flag
-            data.copy_(torch.minimum(data, torch.tensor([float(self.other_skips)])))
+        if op == 'min':
+            self.mins += 1
+            if self.mins == 3:
+                data.copy_(torch.minimum(data, torch.tensor([float(self.other_skips)])))
         elif op == 'sum':  # SAR's (loss, defined) pair
             data.add_(torch.tensor([self.other_loss, 1.0], dtype=data.dtype))
 
@@ -382,8 +388,9 @@ def test_a_rank_without_selection_still_joins_a_step_the_others_take(monkeypatch
     model = build_segmentor(dict(type='EATA', e0=1e-9))  # nothing is below the margin here
     model.test_step(make_batch(seed=0))
     assert model.tta_method.last_stats['skipped'] == float(other_skips)
-    # the gradient average is one collective every rank enters, or none does
-    assert ranks.calls == ['min'] + ['mean'] * grad_syncs
+    # the gradient average (and the check that it is finite) is entered by every rank, or
+    # by none
+    assert ranks.calls == ['min'] * 3 + ['mean', 'min'] * grad_syncs
 
 
 def test_sar_averages_its_reset_signal_over_ranks(monkeypatch):

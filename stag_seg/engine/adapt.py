@@ -94,24 +94,43 @@ def adapt_step(method: 'BaseTTAMethod',
             out.valid = ctx.valid(out.logits)
         if check is not None:
             check(out, result)
+        # a NaN or Inf never reaches the weights: such a step is dropped and counted
+        # (``nonfinite``); every rank drops it when one has to
+        if not all_ranks(bool(torch.isfinite(out.logits.detach()).all())):
+            return _drop_nonfinite(method, ctx, result, 'logits')
         with torch.no_grad():
             prediction = method.prediction(out, ctx)
         base = method.loss(out, ctx)
         total, stats = total_loss(method, out, base)
+        if not all_ranks(bool(torch.isfinite(total.detach()))):
+            return _drop_nonfinite(method, ctx, result, 'loss', prediction)
         # ranks step together or not at all: a rank that selected nothing joins the others'
         # step with a zero gradient, otherwise the gradient averages would fall out of step
         base.skip = all_ranks(base.skip)
         if base.skip:
             method.optim_wrapper.zero_grad()
         elif method.uses_sam:
-            stats.update(sam_update(method, ctx, total, base))
-        else:
-            update(method.optim_wrapper, total)
+            sam_stats = sam_update(method, ctx, total, base)
+            if sam_stats is None:
+                return _drop_nonfinite(method, ctx, result, 'gradient', prediction)
+            stats.update(sam_stats)
+        elif not update(method.optim_wrapper, total):
+            return _drop_nonfinite(method, ctx, result, 'gradient', prediction)
     ctx.tap.clear()
     stats.update(loss=float(total.detach()), skipped=float(base.skip),
-                 selected=selected_fraction(base.mask, out.valid))
+                 selected=selected_fraction(base.mask, out.valid), nonfinite=0.0)
     method.last_stats = stats
     method.after_step(out, ctx)
+    return result, prediction
+
+
+def _drop_nonfinite(method: 'BaseTTAMethod', ctx: StepContext, result: T, where: str,
+                    prediction: Tensor | None = None) -> tuple[T, Tensor | None]:
+    """End a step whose ``where`` (logits, loss or gradient) is not finite: no update at all."""
+    method.optim_wrapper.zero_grad()
+    ctx.tap.clear()
+    method.last_stats = dict(nonfinite=1.0, skipped=1.0)
+    method.last_nonfinite = where
     return result, prediction
 
 
@@ -137,24 +156,34 @@ def total_loss(method: 'BaseTTAMethod', out: 'TapOutput',
     return total, stats
 
 
-def update(optim_wrapper: 'OptimWrapper', loss: Tensor) -> None:
+def update(optim_wrapper: 'OptimWrapper', loss: Tensor) -> bool:
     """``OptimWrapper.update_params`` with the gradients averaged over ranks before the step.
 
     MMEngine's ``MMDistributedDataParallel.test_step`` bypasses DDP, so nothing else would
     synchronise them: every rank would adapt its own copy of the model on its own share of the
-    stream. With one process this is exactly ``update_params``.
+    stream. With one process this is exactly ``update_params``. A gradient with a NaN or Inf
+    is dropped without a step; returns whether the step was taken.
     """
     if not loss.requires_grad:  # nothing selected on this rank: a zero gradient to share
         loss = loss + sum(p.sum() for p in _params(optim_wrapper)) * 0
     optim_wrapper.backward(optim_wrapper.scale_loss(loss))
     if optim_wrapper.should_update():
         sync_gradients(_params(optim_wrapper))
+        if not all_ranks(gradients_finite(_params(optim_wrapper))):
+            optim_wrapper.zero_grad()
+            return False
         optim_wrapper.step()
         optim_wrapper.zero_grad()
+    return True
+
+
+def gradients_finite(params: list[nn.Parameter]) -> bool:
+    """No NaN or Inf in any gradient."""
+    return all(bool(torch.isfinite(p.grad).all()) for p in params if p.grad is not None)
 
 
 def sam_update(method: 'BaseTTAMethod', ctx: StepContext, loss: Tensor,
-               first: 'MethodLoss') -> dict[str, float]:
+               first: 'MethodLoss') -> dict[str, float] | None:
     """Sharpness-aware update (Foret et al., ICLR 2021), as SAR uses it.
 
     1. backward at ``w``; ``e = rho * g / ||g||`` over all adapted parameters; ascend to
@@ -164,12 +193,16 @@ def sam_update(method: 'BaseTTAMethod', ctx: StepContext, loss: Tensor,
     3. restore ``w``, then the base optimizer steps with the gradient from ``w + e``.
 
     Gradients are averaged over ranks after each backward. Returns the second loss's stats
-    (prefixed ``sam2_``).
+    (prefixed ``sam2_``), or None when a gradient or the second loss was not finite (no step;
+    the weights are back at ``w``).
     """
     optim_wrapper = method.optim_wrapper
     params = _params(optim_wrapper)
     optim_wrapper.backward(loss)
     sync_gradients(params)
+    if not all_ranks(gradients_finite(params)):
+        optim_wrapper.zero_grad()
+        return None
     saved = sam_ascend(params, method.rho)
     optim_wrapper.zero_grad()
     out = ctx.forward()
@@ -178,6 +211,9 @@ def sam_update(method: 'BaseTTAMethod', ctx: StepContext, loss: Tensor,
     optim_wrapper.backward(total)
     sync_gradients(params)
     sam_descend(params, saved)
+    if not all_ranks(gradients_finite(params) and bool(torch.isfinite(total.detach()))):
+        optim_wrapper.zero_grad()  # the weights are already back at w: nothing changed
+        return None
     optim_wrapper.step()
     optim_wrapper.zero_grad()
     return {f'sam2_{k}': v for k, v in stats.items()} | {'sam2_loss': float(total.detach())}

@@ -3,25 +3,29 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
+import os
 import os.path as osp
 import platform
 import sys
 import time
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
-from mmengine.dist import get_world_size, is_main_process
+from mmengine.dist import all_reduce, get_world_size, is_main_process
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import LOOPS
 from mmengine.runner import TestLoop
+from mmengine.runner.amp import autocast
 from mmengine.utils.dl_utils import collect_env
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..evaluation.records import RunningMetric, StreamResults
 from ..evaluation.report import format_records, write_results
+from .guards import BAD_INPUT_POLICIES, BadInputError, CollapseGuard, batch_files, check_batch
 
 __all__ = ['ContinualTestLoop']
 
@@ -52,9 +56,23 @@ class ContinualTestLoop(TestLoop):
             ``'accuracy/top1'``. Defaults to ``'mIoU'``.
         progress (bool): Show a progress bar (images/s, running metric). Defaults to True.
         fp16 (bool): Autocast the forward. Defaults to False.
-        curve_points (int): Points per (round, domain) of the running metric recorded in the
-            results (``curve``) and written, with the method's statistics (loss, STAG loss,
-            fraction selected), to the runner's visualizer backends. Defaults to 20.
+        curve_points (int): At most this many points per (round, domain) of the running
+            metric recorded in the results (``curve``) and written, with the method's
+            statistics (loss, STAG loss, fraction selected), to the runner's visualizer
+            backends. Defaults to 20. With several processes the curve is the main process's
+            share of each domain.
+        on_bad_input (str): ``'error'`` (default): an unreadable image, a label map of the
+            wrong size or with ids outside the classes, or a NaN/Inf in the logits, loss or
+            gradients stops the run with an error naming the file, the domain and the step,
+            after the results so far are written to ``tta_results.partial.json``. ``'skip'``:
+            an unreadable or unscorable item is skipped (never scored, never adapted on), a
+            non-finite step keeps its prediction but makes no update; each is logged and
+            counted in its record (``bad_inputs``, ``skipped_items``, ``nonfinite_steps``).
+            Either way a non-finite value never reaches the weights.
+        collapse_guard (dict, optional): Arguments of a
+            :class:`~stag_seg.engine.guards.CollapseGuard` (``entropy_below``,
+            ``min_classes``, ``every``, ...): reset the model to the source when it fires,
+            counted in the record (``guard_resets``). Off by default.
 
     Scalars go through MMEngine's visualizer, so ``vis_backends`` in the config chooses where:
     ``LocalVisBackend`` (``<log_dir>/vis_data/scalars.json``, the default), TensorBoard or W&B.
@@ -72,13 +90,19 @@ class ContinualTestLoop(TestLoop):
                  metric_key: str = 'mIoU',
                  progress: bool = True,
                  fp16: bool = False,
-                 curve_points: int = 20) -> None:
+                 curve_points: int = 20,
+                 on_bad_input: str = 'error',
+                 collapse_guard: dict | None = None) -> None:
         if not domains:
             raise ValueError('ContinualTestLoop needs at least one domain in test_cfg.domains')
         if not isinstance(rounds, int) or rounds < 1:
             raise ValueError(f'test_cfg.rounds must be an int >= 1, got {rounds!r}')
         if not isinstance(curve_points, int) or curve_points < 1:
             raise ValueError(f'test_cfg.curve_points must be an int >= 1, got {curve_points!r}')
+        if on_bad_input not in BAD_INPUT_POLICIES:
+            raise ValueError(f'test_cfg.on_bad_input must be one of {BAD_INPUT_POLICIES}, got '
+                             f'{on_bad_input!r}')
+        self.guard = CollapseGuard(**collapse_guard) if collapse_guard else None
         specs = [self._domain_spec(d, dataloader, domain_key) for d in domains]
         names = [name for name, _ in specs]
         if len(set(names)) != len(names):
@@ -97,6 +121,8 @@ class ContinualTestLoop(TestLoop):
         self.metric_key = metric_key
         self.progress = progress
         self.curve_points = curve_points
+        self.on_bad_input = on_bad_input
+        self.last_outputs: Sequence | None = None
         self.results: StreamResults | None = None
         # where the stream is: hooks (the --show-dir one) read these
         self.round_idx, self.domain, self.stream_step = 0, '', 0
@@ -160,10 +186,27 @@ class ContinualTestLoop(TestLoop):
         interval = -(-len(loader) // self.curve_points)  # at most curve_points points
         curve: list[list[float]] = []
         num, start = 0, time.perf_counter()
-        for idx, data_batch in enumerate(loader):
+        skipped: list[dict] = []
+        counts = dict(nonfinite_steps=0, guard_resets=0)
+        for idx, data_batch in self._batches(loader, round_idx, domain, skipped):
             self.run_iter(idx, data_batch)
             self.stream_step += 1
-            for key, value in (getattr(method, 'last_stats', None) or {}).items():
+            stats = getattr(method, 'last_stats', None) or {}
+            if stats.get('nonfinite'):
+                counts['nonfinite_steps'] += 1
+                self._bad_input(f'non-finite {getattr(method, "last_nonfinite", "values")} '
+                                f'(the step was not applied) on {batch_files(data_batch)}',
+                                round_idx, domain, idx, skipped, scored=True)
+            if self.guard is not None and method is not None:
+                reason = self.guard.step(self.last_outputs)
+                if reason:
+                    method.reset()
+                    self.guard.clear()
+                    counts['guard_resets'] += 1
+                    print_log(f'collapse guard: round {round_idx} {domain} step {idx}: {reason}'
+                              '; the model is reset to the source', logger='current',
+                              level=logging.WARNING)
+            for key, value in stats.items():
                 if math.isfinite(value):  # e.g. no STAG cosine on a step without valid pixels
                     for sums in (stat_sums.setdefault(key, [0.0, 0]),
                                  window.setdefault(key, [0.0, 0])):
@@ -180,11 +223,18 @@ class ContinualTestLoop(TestLoop):
             bar.set_postfix_str(self._postfix(round_idx, domain, value, num,
                                               time.perf_counter() - start), refresh=False)
         seconds = time.perf_counter() - start
-        metrics = self.evaluator.evaluate(len(loader.dataset))
+        scored = len(loader.dataset)
+        if skipped and self.on_bad_input == 'skip':
+            scored = int(_rank_sum(num))  # skipped items are not scored
+            if scored == 0:
+                raise BadInputError(f'round {round_idx} domain {domain!r}: every item was '
+                                    'skipped as bad input; nothing to score')
+        metrics = self.evaluator.evaluate(scored)
         # the method's and regularizers' statistics (losses, STAG cosine, ...), mean per step
         metrics.update({f'adapt/{k}': total / count for k, (total, count) in stat_sums.items()})
-        record = self.results.add(round_idx, domain, len(loader.dataset), metrics, seconds)
-        record.update(steps=len(loader), curve=curve)
+        record = self.results.add(round_idx, domain, scored, metrics, seconds)
+        record.update(steps=len(loader), curve=curve, bad_inputs=len(skipped),
+                      skipped_items=skipped, **counts)
         name = self.results.metric
         self.runner.visualizer.add_scalars(
             {f'{name}/{domain}': record[name], f'{name}/domain': record[name],
@@ -194,6 +244,65 @@ class ContinualTestLoop(TestLoop):
         print_log(f'round {round_idx}/{self.rounds} {domain}: {name} '
                   f'{record[name]:.2f} ({num} images, {num / seconds:.2f} img/s)',
                   logger='current')
+
+    @torch.no_grad()
+    def run_iter(self, idx: int, data_batch: dict) -> None:
+        """TestLoop's step, keeping the outputs for the collapse guard."""
+        self.runner.call_hook('before_test_iter', batch_idx=idx, data_batch=data_batch)
+        with autocast(enabled=self.fp16):
+            outputs = self.runner.model.test_step(data_batch)
+        self.last_outputs = outputs
+        self.evaluator.process(data_samples=outputs, data_batch=data_batch)
+        self.runner.call_hook('after_test_iter', batch_idx=idx, data_batch=data_batch,
+                              outputs=outputs)
+
+    def _batches(self, loader: DataLoader, round_idx: int, domain: str,
+                 skipped: list[dict]) -> Iterator[tuple[int, dict]]:
+        """``(step, batch)`` of a domain; unreadable or unscorable batches go to the policy."""
+        meta = getattr(loader.dataset, 'metainfo', None) or {}
+        num_classes = len(meta['classes']) if meta.get('classes') else None
+        ignore_index = getattr((getattr(self.evaluator, 'metrics', None) or [None])[0],
+                               'ignore_index', 255)
+        iterator = iter(loader)
+        for idx in range(len(loader)):
+            try:
+                data_batch = next(iterator)
+            except StopIteration:
+                return
+            except Exception as err:  # noqa: BLE001  the pipeline could not load an item
+                self._bad_input(f'{type(err).__name__}: {err}', round_idx, domain, idx,
+                                skipped)
+                continue
+            try:
+                check_batch(data_batch, num_classes, ignore_index)
+            except ValueError as err:
+                self._bad_input(str(err), round_idx, domain, idx, skipped)
+                continue
+            yield idx, data_batch
+
+    def _bad_input(self, what: str, round_idx: int, domain: str, idx: int,
+                   skipped: list[dict], scored: bool = False) -> None:
+        """Apply ``on_bad_input``: write what was gathered and stop, or log and count it."""
+        message = f'round {round_idx}, domain {domain!r}, step {idx}: {what}'
+        if self.on_bad_input == 'error':
+            path = self._flush_partial(message)
+            raise BadInputError(f'{message}\n(results gathered so far: {path}; '
+                                "test_cfg.on_bad_input='skip' skips and counts such items)")
+        print_log(f'skipped: {message}', logger='current', level=logging.WARNING)
+        skipped.append(dict(step=idx, error=what, scored=scored))
+
+    def _flush_partial(self, failure: str) -> str | None:
+        """Write the records gathered so far (and why the run stopped) to disk."""
+        if not is_main_process() or self.results is None:
+            return None
+        doc = self._document()
+        doc.update(failure=failure, complete=False)
+        path = osp.join(self.runner.work_dir, 'tta_results.partial.json')
+        tmp = path + '.tmp'
+        with open(tmp, 'w') as f:
+            json.dump(doc, f, indent=2)
+        os.replace(tmp, path)
+        return path
 
     def _add_scalars(self, value: float | None, window: dict[str, list[float]]) -> None:
         """The running metric and the method's statistics since the last write."""
@@ -243,10 +352,11 @@ class ContinualTestLoop(TestLoop):
             command=' '.join(sys.argv),
             experiment=self.runner.experiment_name)
 
-    def _write(self) -> None:
+    def _document(self) -> dict:
+        """The results document of the records so far."""
         method = getattr(self._model(), 'tta_method', None)
         cfg = self.runner.cfg
-        doc = self.results.to_dict(
+        return self.results.to_dict(
             method=method.name if method is not None else 'Source',
             regularizers=[getattr(r, 'name', type(r).__name__)
                           for r in getattr(method, 'regularizers', [])],
@@ -255,7 +365,13 @@ class ContinualTestLoop(TestLoop):
             checkpoint=self.runner._load_from,
             seed=self.runner.seed,
             episodic=self.episodic,
-            environment=self._environment())
+            environment=self._environment(),
+            guard_resets=sum(r.get('guard_resets', 0) for r in self.results.records),
+            nonfinite_steps=sum(r.get('nonfinite_steps', 0) for r in self.results.records),
+            bad_inputs=sum(r.get('bad_inputs', 0) for r in self.results.records))
+
+    def _write(self) -> None:
+        doc = self._document()
         paths = write_results(doc, self.runner.work_dir)
         env_path = osp.join(self.runner.work_dir, 'environment.json')
         with open(env_path, 'w') as f:
@@ -265,3 +381,12 @@ class ContinualTestLoop(TestLoop):
         paths.append(env_path)
         print_log('results written to ' + ', '.join(osp.basename(p) for p in paths) + ' in '
                   + self.runner.work_dir, logger='current')
+
+
+def _rank_sum(value: float) -> float:
+    """``value`` summed over the ranks."""
+    if get_world_size() == 1:
+        return value
+    total = torch.tensor([float(value)], dtype=torch.float64)
+    all_reduce(total, op='sum')
+    return float(total)
