@@ -7,7 +7,7 @@ STAMP := $(VENV)/.stag_seg-installed
 DEMO_DATA := data/synthetic_acdc
 DEMO_OUT := work_dirs/demo
 
-.PHONY: install test demo demo-data docs-figures benchmark benchmark-scaling mmcv-full clean-demo
+.PHONY: install test demo demo-data docs-figures soak benchmark benchmark-scaling mmcv-full clean-demo
 
 install: $(STAMP)
 
@@ -47,6 +47,10 @@ docs-figures: demo
 		first=$$(ls $(DEMO_OUT)/$$run/show/snow/*_r03.png | head -1); \
 		cp $$first docs/demo_show_snow_r3_$$run.png && echo "$$first -> docs/demo_show_snow_r3_$$run.png"; \
 	done
+
+# 20 rounds of Tent+STAG and CoTTA+STAG: memory, NaN and skipped steps per round (~20 min)
+soak: demo-data
+	$(PY) tools/soak.py --rounds 20 --per-domain 20 --out work_dirs/soak
 
 benchmark: install
 	$(PY) tools/benchmark_overhead.py --out work_dirs/benchmark_overhead.json

@@ -225,3 +225,92 @@ def test_check_batch_accepts_ignored_pixels_and_names_classification_labels():
     cls = DataSample(metainfo=dict(img_path='x.jpg')).set_gt_label(7)
     with pytest.raises(ValueError, match=r'x.jpg: label \[7\] outside the 5 classes'):
         check_batch(dict(data_samples=[cls]), 5)
+
+
+# ---------------------------------------------------------------------------- kill and resume
+KILLER = '''
+import os
+import signal
+
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+
+
+@HOOKS.register_module()
+class KillAtStep(Hook):
+    """Test-only: SIGKILL this process before stream step ``step`` + 1, mid-domain."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def before_test_iter(self, runner, batch_idx, data_batch=None):
+        if runner.test_loop.stream_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+
+def _stream_config(tmp_path, tiny_tree, method, kill_at=None):
+    model = tiny_segmentor_cfg(method, num_classes=19)
+    model['adapt_optim_wrapper'] = dict(optimizer=dict(type='Adam', lr=1e-3))
+    base = osp.join(ROOT, 'configs', '_base_')
+    lines = [
+        f"_base_ = [{osp.join(base, 'datasets', 'synthetic_acdc.py')!r}, "
+        f"{osp.join(base, 'default_runtime.py')!r}]",
+        f'model = {model!r}',
+        f'test_dataloader = dict(num_workers=0, dataset=dict(data_root={tiny_tree!r}))',
+        'test_cfg = dict(rounds=2, checkpoint_interval=2, progress=False)',
+        "randomness = dict(seed=0, deterministic=True)"]
+    if kill_at is not None:
+        lines += ["custom_imports = dict(imports=['stag_seg', 'killer'], "
+                  'allow_failed_imports=False)',
+                  f"custom_hooks = [dict(type='KillAtStep', step={kill_at})]"]
+    path = tmp_path / f'{method["type"]}_{kill_at}.py'
+    path.write_text('\n'.join(lines) + '\n')
+    return str(path)
+
+
+def _test_tta(*args, tmp_path):
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(tmp_path), ROOT, os.environ.get('PYTHONPATH', '')]))
+    return subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'test_tta.py'), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
+
+
+def _comparable(doc):
+    return dict(mean=doc['mean'], records=[{k: v for k, v in r.items() if k != 'seconds'}
+                                           for r in doc['records']])
+
+
+@pytest.mark.parametrize('method', [
+    dict(type='Tent', regularizers=[dict(type='STAG')]),
+    dict(type='CoTTA', scales=(1.0, 1.5), regularizers=[dict(type='STAG', anchors='live')]),
+], ids=['tent_stag', 'cotta_stag'])
+def test_a_run_killed_mid_domain_and_resumed_gives_the_uninterrupted_results(
+        tiny_tree, tmp_path, checkpoint, method):
+    (tmp_path / 'killer.py').write_text(KILLER)
+    whole, cut = tmp_path / 'whole', tmp_path / 'cut'
+    proc = _test_tta(_stream_config(tmp_path, tiny_tree, method), checkpoint, '--work-dir',
+                     str(whole), tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not (whole / 'tta_state.pth').exists()  # a complete run leaves nothing to resume
+    # stream steps 1-3 fog, 4-6 night, ...: killed after step 5, in night, saved at step 4
+    proc = _test_tta(_stream_config(tmp_path, tiny_tree, method, kill_at=5), checkpoint,
+                     '--work-dir', str(cut), tmp_path=tmp_path)
+    assert proc.returncode == -9, proc.stderr[-3000:]
+    assert (cut / 'tta_state.pth').exists() and not (cut / 'tta_results.json').exists()
+    proc = _test_tta(_stream_config(tmp_path, tiny_tree, method), checkpoint, '--work-dir',
+                     str(cut), '--resume', tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resumed from" in proc.stdout + proc.stderr
+    with open(whole / 'tta_results.json') as f, open(cut / 'tta_results.json') as g:
+        assert _comparable(json.load(g)) == _comparable(json.load(f))
+
+
+def test_resume_without_a_saved_state_is_a_clear_error(tiny_tree, tmp_path, checkpoint):
+    config = _stream_config(tmp_path, tiny_tree, dict(type='Tent'))
+    proc = _test_tta(config, checkpoint, '--work-dir', str(tmp_path / 'none'), '--resume',
+                     tmp_path=tmp_path)
+    assert proc.returncode != 0 and '--resume: no saved state at' in proc.stderr

@@ -2,7 +2,7 @@
 
     python tools/test_tta.py CONFIG [CHECKPOINT] [--work-dir DIR] [--cfg-options k=v ...]
                              [--launcher none|pytorch|slurm|mpi] [--unsafe-load]
-                             [--show-dir DIR [--show-num K]]
+                             [--show-dir DIR [--show-num K]] [--resume]
 
 Writes tta_results.{json,csv,md,png} to the work dir (``--work-dir``, else the config's
 ``work_dir``, else ``./work_dirs/<config name>``), beside the dumped config and
@@ -34,6 +34,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--unsafe-load', action='store_true',
         help='load the checkpoint as a full pickle (it can run code): only for trusted files')
+    parser.add_argument(
+        '--resume', action='store_true',
+        help='continue an interrupted run from the state it saved in the work dir '
+        '(test_cfg.checkpoint_interval)')
     parser.add_argument(
         '--show-dir', help='draw input | prediction | ground truth of the first images of every '
         '(round, domain) there (a relative path is taken inside the work dir)')
@@ -77,6 +81,10 @@ def main() -> None:
         sys.exit(f'{args.config} has no load_from: pass the source CHECKPOINT to adapt')
     if '://' not in cfg.load_from and not osp.isfile(cfg.load_from):
         sys.exit(f'checkpoint not found: {cfg.load_from}')
+    if args.resume:
+        if cfg.get('test_cfg', {}).get('type') != 'ContinualTestLoop':
+            sys.exit('--resume needs test_cfg.type=ContinualTestLoop, which saves the state')
+        cfg.test_cfg.resume = True
     if args.show_dir:
         if args.show_num < 1:
             sys.exit(f'--show-num must be >= 1, got {args.show_num}')

@@ -8,12 +8,14 @@ import math
 import os
 import os.path as osp
 import platform
+import random
 import sys
 import time
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
-from mmengine.dist import all_reduce, get_world_size, is_main_process
+from mmengine.dist import all_reduce, get_rank, get_world_size, is_main_process
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import LOOPS
@@ -23,6 +25,7 @@ from mmengine.utils.dl_utils import collect_env
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ..compat import load_checkpoint
 from ..evaluation.records import RunningMetric, StreamResults
 from ..evaluation.report import format_records, write_results
 from .guards import BAD_INPUT_POLICIES, BadInputError, CollapseGuard, batch_files, check_batch
@@ -73,6 +76,12 @@ class ContinualTestLoop(TestLoop):
             :class:`~stag_seg.engine.guards.CollapseGuard` (``entropy_below``,
             ``min_classes``, ``every``, ...): reset the model to the source when it fires,
             counted in the record (``guard_resets``). Off by default.
+        checkpoint_interval (int): Every this many steps the whole state is saved atomically to ``<work_dir>/tta_state.pth``: the
+            model, the method (optimizer, EMA teacher, moving averages, generators, STAG's
+            anchors), the random generators, the position in the stream, the evaluator's
+            accumulators and the records so far. 0 never saves. Defaults to 500.
+        resume (bool): Continue from that state (``tools/test_tta.py --resume``); the
+            results equal an uninterrupted run's. Defaults to False.
 
     Scalars go through MMEngine's visualizer, so ``vis_backends`` in the config chooses where:
     ``LocalVisBackend`` (``<log_dir>/vis_data/scalars.json``, the default), TensorBoard or W&B.
@@ -92,7 +101,9 @@ class ContinualTestLoop(TestLoop):
                  fp16: bool = False,
                  curve_points: int = 20,
                  on_bad_input: str = 'error',
-                 collapse_guard: dict | None = None) -> None:
+                 collapse_guard: dict | None = None,
+                 checkpoint_interval: int = 500,
+                 resume: bool = False) -> None:
         if not domains:
             raise ValueError('ContinualTestLoop needs at least one domain in test_cfg.domains')
         if not isinstance(rounds, int) or rounds < 1:
@@ -103,6 +114,11 @@ class ContinualTestLoop(TestLoop):
             raise ValueError(f'test_cfg.on_bad_input must be one of {BAD_INPUT_POLICIES}, got '
                              f'{on_bad_input!r}')
         self.guard = CollapseGuard(**collapse_guard) if collapse_guard else None
+        if not isinstance(checkpoint_interval, int) or checkpoint_interval < 0:
+            raise ValueError(f'test_cfg.checkpoint_interval must be an int >= 0 (0: never), '
+                             f'got {checkpoint_interval!r}')
+        self.checkpoint_interval = checkpoint_interval
+        self.resume = resume
         specs = [self._domain_spec(d, dataloader, domain_key) for d in domains]
         names = [name for name, _ in specs]
         if len(set(names)) != len(names):
@@ -159,36 +175,53 @@ class ContinualTestLoop(TestLoop):
                    mininterval=0.5 if sys.stderr.isatty() else 15, dynamic_ncols=True)
         running = RunningMetric()
         self.stream_step = 0
+        state = self._load_state() if self.resume else None
+        if state is not None:
+            bar.update(state['position']['stream_step'])
         for round_idx in range(1, self.rounds + 1):
-            for domain, loader in self.domains:
-                if self.episodic:
+            for index, (domain, loader) in enumerate(self.domains):
+                resume_here = None
+                if state is not None:
+                    at = (state['position']['round'], state['position']['domain_index'])
+                    if (round_idx, index) < at:
+                        continue  # done before the interruption: its record is restored
+                    resume_here, state = state, None
+                elif self.episodic:
                     self._reset_model()
-                self._run_domain(round_idx, domain, loader, bar, running)
+                self._run_domain(round_idx, index, domain, loader, bar, running, resume_here)
         bar.close()
         print_log('continual results:\n' + format_records(self.results.records, metric),
                   logger='current')
         if is_main_process():
             self._write()
+        if osp.isfile(self._state_path()):  # the run is complete: nothing to resume
+            os.remove(self._state_path())
         metrics = self.results.summary_metrics()
         self.runner.call_hook('after_test_epoch', metrics=metrics)
         self.runner.call_hook('after_test')
         return metrics
 
-    def _run_domain(self, round_idx: int, domain: str, loader: DataLoader, bar: tqdm,
-                    running: RunningMetric) -> None:
+    def _run_domain(self, round_idx: int, index: int, domain: str, loader: DataLoader,
+                    bar: tqdm, running: RunningMetric, state: dict | None = None) -> None:
         self.dataloader = loader
         self.round_idx, self.domain = round_idx, domain
         self.evaluator.dataset_meta = getattr(loader.dataset, 'metainfo', None)
         running.reset()
         method = getattr(self._model(), 'tta_method', None)
-        stat_sums: dict[str, list[float]] = {}  # whole domain: the record's adapt/* means
-        window: dict[str, list[float]] = {}  # since the last scalar write
+        # everything a (round, domain) accumulates, saved with the state for --resume
+        progress = dict(stat_sums={},  # whole domain: the record's adapt/* means
+                        window={},  # since the last scalar write
+                        curve=[], skipped=[], num=0, elapsed=0.0, next_step=0,
+                        counts=dict(nonfinite_steps=0, guard_resets=0))
+        if state is not None:
+            progress = self._restore(state, loader)
+            value = running.update(self.evaluator)
+        stat_sums, window, curve = progress['stat_sums'], progress['window'], progress['curve']
+        skipped, counts = progress['skipped'], progress['counts']
         interval = -(-len(loader) // self.curve_points)  # at most curve_points points
-        curve: list[list[float]] = []
-        num, start = 0, time.perf_counter()
-        skipped: list[dict] = []
-        counts = dict(nonfinite_steps=0, guard_resets=0)
-        for idx, data_batch in self._batches(loader, round_idx, domain, skipped):
+        start = time.perf_counter() - progress['elapsed']
+        for idx, data_batch in self._batches(loader, round_idx, domain, skipped,
+                                             progress['next_step'], state):
             self.run_iter(idx, data_batch)
             self.stream_step += 1
             stats = getattr(method, 'last_stats', None) or {}
@@ -212,16 +245,21 @@ class ContinualTestLoop(TestLoop):
                                  window.setdefault(key, [0.0, 0])):
                         sums[0] += float(value)
                         sums[1] += 1
-            num += len(data_batch['inputs'])
+            progress['num'] += len(data_batch['inputs'])
             value = running.update(self.evaluator)
             if (idx + 1) % interval == 0 or idx + 1 == len(loader):
                 if value is not None:
                     curve.append([idx + 1, round(value, 4)])
                 self._add_scalars(value, window)
-                window = {}
+                window.clear()
+            progress['next_step'] = idx + 1
+            progress['elapsed'] = time.perf_counter() - start
+            if self.checkpoint_interval and self.stream_step % self.checkpoint_interval == 0:
+                self._save_state(round_idx, index, progress)
             bar.update(1)
-            bar.set_postfix_str(self._postfix(round_idx, domain, value, num,
+            bar.set_postfix_str(self._postfix(round_idx, domain, value, progress['num'],
                                               time.perf_counter() - start), refresh=False)
+        num = progress['num']
         seconds = time.perf_counter() - start
         scored = len(loader.dataset)
         if skipped and self.on_bad_input == 'skip':
@@ -256,15 +294,26 @@ class ContinualTestLoop(TestLoop):
         self.runner.call_hook('after_test_iter', batch_idx=idx, data_batch=data_batch,
                               outputs=outputs)
 
-    def _batches(self, loader: DataLoader, round_idx: int, domain: str,
-                 skipped: list[dict]) -> Iterator[tuple[int, dict]]:
-        """``(step, batch)`` of a domain; unreadable or unscorable batches go to the policy."""
+    def _batches(self, loader: DataLoader, round_idx: int, domain: str, skipped: list[dict],
+                 first: int = 0, state: dict | None = None) -> Iterator[tuple[int, dict]]:
+        """``(step, batch)`` of a domain from step ``first``; unreadable or unscorable batches
+        go to the policy. When resuming (``state``), the random number generators are
+        restored once the loader stands at ``first``."""
         meta = getattr(loader.dataset, 'metainfo', None) or {}
         num_classes = len(meta['classes']) if meta.get('classes') else None
         ignore_index = getattr((getattr(self.evaluator, 'metrics', None) or [None])[0],
                                'ignore_index', 255)
         iterator = iter(loader)
-        for idx in range(len(loader)):
+        for _ in range(first):  # done before the interruption (errors were handled then)
+            try:
+                next(iterator)
+            except StopIteration:
+                return
+            except Exception:  # noqa: BLE001
+                pass
+        if state is not None:
+            _set_rng_state(state['rng'])
+        for idx in range(first, len(loader)):
             try:
                 data_batch = next(iterator)
             except StopIteration:
@@ -279,6 +328,77 @@ class ContinualTestLoop(TestLoop):
                 self._bad_input(str(err), round_idx, domain, idx, skipped)
                 continue
             yield idx, data_batch
+
+    # ------------------------------------------------------------------ resume
+    def _state_path(self) -> str:
+        rank, world = get_rank(), get_world_size()
+        name = 'tta_state.pth' if world == 1 else f'tta_state_rank{rank}.pth'
+        return osp.join(self.runner.work_dir, name)
+
+    def _save_state(self, round_idx: int, index: int, progress: dict) -> None:
+        """Save everything the run needs to continue after this step, atomically."""
+        method = getattr(self._model(), 'tta_method', None)
+        state = dict(
+            version=STATE_VERSION,
+            stream=dict(rounds=self.rounds, domains=[n for n, _ in self.domains],
+                        world_size=get_world_size()),
+            position=dict(round=round_idx, domain_index=index,
+                          next_step=progress['next_step'], stream_step=self.stream_step),
+            model=self._model().state_dict(),
+            method=method.state_dict() if method is not None and method.configured else None,
+            rng=_rng_state(),
+            evaluator=[list(m.results) for m in self.evaluator.metrics],
+            records=self.results.records, seconds=self.results.seconds,
+            progress=progress,
+            guard=self.guard.state_dict() if self.guard is not None else None)
+        path = self._state_path()
+        tmp = path + '.tmp'
+        torch.save(state, tmp)
+        os.replace(tmp, path)  # a kill leaves either the old state or the new one, whole
+
+    def _load_state(self) -> dict:
+        """The saved state of an interrupted run in this work dir, checked against the stream."""
+        path = self._state_path()
+        if not osp.isfile(path):
+            raise FileNotFoundError(
+                f'--resume: no saved state at {path}; the run saves one every '
+                f'test_cfg.checkpoint_interval ({self.checkpoint_interval}) steps. Run without '
+                '--resume to start from the beginning')
+        state = load_checkpoint(path)
+        if state.get('version') != STATE_VERSION:
+            raise ValueError(f'{path}: state version {state.get("version")}, this toolkit '
+                             f'reads {STATE_VERSION}')
+        stream = dict(rounds=self.rounds, domains=[n for n, _ in self.domains],
+                      world_size=get_world_size())
+        if state['stream'] != stream:
+            raise ValueError(f'{path} was saved by a run of another stream: {state["stream"]}, '
+                             f'this run is {stream}')
+        model = self._model()
+        method = getattr(model, 'tta_method', None)
+        if method is not None and not method.configured:
+            if not hasattr(model, 'configure_adaptation'):
+                raise TypeError(f'cannot resume: the adaptation of {type(model).__name__} is '
+                                'not configured yet')
+            model.configure_adaptation()  # from the source weights, as the first run did
+        model.load_state_dict(state['model'])
+        if method is not None and state['method'] is not None:
+            method.load_state_dict(state['method'])
+        if self.guard is not None and state['guard'] is not None:
+            self.guard.load_state_dict(state['guard'])
+        self.results.records = state['records']
+        self.results.seconds = state['seconds']
+        self.stream_step = state['position']['stream_step']
+        pos = state['position']
+        print_log(f'resumed from {path}: round {pos["round"]}, domain '
+                  f'{self.domains[pos["domain_index"]][0]!r}, step {pos["next_step"]} '
+                  f'(stream step {pos["stream_step"]})', logger='current')
+        return state
+
+    def _restore(self, state: dict, loader: DataLoader) -> dict:
+        """Put the evaluator's accumulators back; return the (round, domain)'s progress."""
+        for metric, results in zip(self.evaluator.metrics, state['evaluator']):
+            metric.results = list(results)
+        return state['progress']
 
     def _bad_input(self, what: str, round_idx: int, domain: str, idx: int,
                    skipped: list[dict], scored: bool = False) -> None:
@@ -390,3 +510,29 @@ def _rank_sum(value: float) -> float:
     total = torch.tensor([float(value)], dtype=torch.float64)
     all_reduce(total, op='sum')
     return float(total)
+
+
+#: Layout version of the ``--resume`` state files.
+STATE_VERSION = 1
+
+
+def _rng_state() -> dict:
+    """Every random number generator the stream draws from (plain values and tensors)."""
+    np_state = np.random.get_state()
+    return dict(
+        torch=torch.get_rng_state(),
+        cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        numpy=dict(kind=np_state[0], keys=torch.from_numpy(np_state[1].astype(np.int64)),
+                   pos=int(np_state[2]), has_gauss=int(np_state[3]),
+                   cached=float(np_state[4])),
+        python=random.getstate())
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state['torch'])
+    if state['cuda'] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+    np_state = state['numpy']
+    np.random.set_state((np_state['kind'], np_state['keys'].numpy().astype(np.uint32),
+                         np_state['pos'], np_state['has_gauss'], np_state['cached']))
+    random.setstate(state['python'])

@@ -139,6 +139,16 @@ class CollapseGuard:
         self.histories: deque = deque(maxlen=self.window)
         self.since_reset = 0
 
+    def state_dict(self) -> dict:
+        """The signals' history, for a resumed run."""
+        return dict(ema=self.ema, histories=list(self.histories),
+                    since_reset=self.since_reset, steps=self.steps)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.ema, self.since_reset, self.steps = state['ema'], state['since_reset'], \
+            state['steps']
+        self.histories = deque(state['histories'], maxlen=self.window)
+
     def step(self, outputs: Sequence[Any]) -> str | None:
         """Take one batch's predictions; the reason to reset now, or None."""
         self.steps += 1

@@ -168,6 +168,37 @@ class BaseTTAMethod:
             reg.reset()
         self.reset_state()
 
+    def state_dict(self) -> dict:
+        """What a resumed run needs besides the model's weights (which the caller saves).
+
+        The optimizer, each regularizer's state and the method's own (:meth:`extra_state`).
+        Only tensors and plain Python values, so that it loads with ``weights_only``.
+        """
+        return dict(
+            optimizer=self.optim_wrapper.state_dict() if self.optim_wrapper is not None else None,
+            regularizers=[reg.state_dict() if hasattr(reg, 'state_dict') else {}
+                          for reg in self.regularizers],
+            method=self.extra_state())
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` into a configured method."""
+        if not self.configured:
+            raise RuntimeError(f'{self.name}: configure the method before loading its state')
+        if self.optim_wrapper is not None and state['optimizer'] is not None:
+            self.optim_wrapper.load_state_dict(state['optimizer'])
+        for reg, reg_state in zip(self.regularizers, state['regularizers']):
+            if hasattr(reg, 'load_state_dict'):
+                reg.load_state_dict(reg_state)
+        self.load_extra_state(state['method'])
+
+    def extra_state(self) -> dict:
+        """The method's own state that evolves along the stream (moving averages, EMA
+        teachers, random generators); empty for stateless methods."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        """Restore :meth:`extra_state`."""
+
     def release(self) -> None:
         """Undo :meth:`configure`: modes, ``requires_grad`` and batch-statistics settings.
 

@@ -110,6 +110,15 @@ class CoTTA(BaseTTAMethod):
             self.teacher.load_state_dict(self.model.state_dict())
         self.generator.manual_seed(self.seed)
 
+    def extra_state(self) -> dict:
+        return dict(teacher=self.teacher.state_dict() if self.teacher is not None else None,
+                    generator=self.generator.get_state())
+
+    def load_extra_state(self, state: dict) -> None:
+        if state['teacher'] is not None:
+            self.teacher.load_state_dict(state['teacher'])
+        self.generator.set_state(state['generator'])
+
     # ------------------------------------------------------------------ one step
     def prediction(self, out: TapOutput, ctx: StepContext) -> Tensor:
         """The teacher's label (where the anchor is unsure, over the augmented views); kept in

@@ -91,6 +91,12 @@ class DeYO(Tent):
     def reset_state(self) -> None:
         self.generator.manual_seed(self.seed)
 
+    def extra_state(self) -> dict:
+        return dict(generator=self.generator.get_state())
+
+    def load_extra_state(self, state: dict) -> None:
+        self.generator.set_state(state['generator'])
+
     def loss(self, out: TapOutput, ctx: StepContext) -> MethodLoss:
         logits = out.logits
         num_classes = logits.size(1)

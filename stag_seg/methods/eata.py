@@ -91,6 +91,13 @@ class EATA(Tent):
     def reset_state(self) -> None:
         self.moving_probs = None
 
+    def extra_state(self) -> dict:
+        # the Fisher penalty is re-estimated from the source model at configure time
+        return dict(moving_probs=self.moving_probs)
+
+    def load_extra_state(self, state: dict) -> None:
+        self.moving_probs = state['moving_probs']
+
     def loss(self, out: TapOutput, ctx: StepContext) -> MethodLoss:
         logits = out.logits
         e0 = self.margin(logits.size(1))

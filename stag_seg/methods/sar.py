@@ -83,6 +83,12 @@ class SAR(Tent):
         self.ema = None
         self.last_second = None
 
+    def extra_state(self) -> dict:
+        return dict(ema=self.ema, num_resets=self.num_resets)
+
+    def load_extra_state(self, state: dict) -> None:
+        self.ema, self.num_resets = state['ema'], state['num_resets']
+
     def loss(self, out: TapOutput, ctx: StepContext) -> MethodLoss:
         ent = entropy(out.logits, dim=1)
         mask = ent.detach() < self.margin(out.logits.size(1))

@@ -124,6 +124,15 @@ class STAG:
         if self.anchor_mode == 'live' or not keep_anchors:
             self.anchors = None
 
+    def state_dict(self) -> dict:
+        """The anchors (frozen ones are the source classifier's: a resumed run keeps them)."""
+        return dict(anchors=list(self.anchors) if self.anchors is not None else None)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.reset(keep_anchors=False)
+        if state['anchors'] is not None:
+            self.anchors = Anchors(*state['anchors'])
+
     def _anchors_for(self, weight: Tensor, bias: Tensor | None) -> Anchors:
         if self.anchors is None or self.anchor_mode == 'live':
             self.anchors = compute_anchors(weight, bias, self.temperature, self.use_bias)
