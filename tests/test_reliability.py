@@ -257,7 +257,10 @@ def _stream_config(tmp_path, tiny_tree, method, kill_at=None):
         f"_base_ = [{osp.join(base, 'datasets', 'synthetic_acdc.py')!r}, "
         f"{osp.join(base, 'default_runtime.py')!r}]",
         f'model = {model!r}',
-        f'test_dataloader = dict(num_workers=0, dataset=dict(data_root={tiny_tree!r}))',
+        # a random transform: the data depend on the restored random generators
+        f'test_dataloader = dict(num_workers=0, dataset=dict(data_root={tiny_tree!r}, '
+        "pipeline=[dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'), "
+        "dict(type='RandomFlip', prob=0.5), dict(type='PackSegInputs')]))",
         'test_cfg = dict(rounds=2, checkpoint_interval=2, progress=False)',
         "randomness = dict(seed=0, deterministic=True)"]
     if kill_at is not None:
@@ -284,20 +287,25 @@ def _comparable(doc):
                                            for r in doc['records']])
 
 
-@pytest.mark.parametrize('method', [
-    dict(type='Tent', regularizers=[dict(type='STAG')]),
-    dict(type='CoTTA', scales=(1.0, 1.5), regularizers=[dict(type='STAG', anchors='live')]),
-], ids=['tent_stag', 'cotta_stag'])
-def test_a_run_killed_mid_domain_and_resumed_gives_the_uninterrupted_results(
-        tiny_tree, tmp_path, checkpoint, method):
+TENT_STAG = dict(type='Tent', regularizers=[dict(type='STAG')])
+COTTA_STAG = dict(type='CoTTA', scales=(1.0, 1.5), regularizers=[dict(type='STAG', anchors='live')])
+
+
+@pytest.mark.parametrize('method, kill_at', [
+    (TENT_STAG, 5),  # saved at step 4, mid-night
+    (TENT_STAG, 7),  # saved at step 6, the last of night: resumes into an ended domain
+    (COTTA_STAG, 5),
+], ids=['tent_stag_mid_domain', 'tent_stag_domain_end', 'cotta_stag_mid_domain'])
+def test_a_run_killed_and_resumed_gives_the_uninterrupted_results(tiny_tree, tmp_path,
+                                                                   checkpoint, method, kill_at):
     (tmp_path / 'killer.py').write_text(KILLER)
     whole, cut = tmp_path / 'whole', tmp_path / 'cut'
     proc = _test_tta(_stream_config(tmp_path, tiny_tree, method), checkpoint, '--work-dir',
                      str(whole), tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert not (whole / 'tta_state.pth').exists()  # a complete run leaves nothing to resume
-    # stream steps 1-3 fog, 4-6 night, ...: killed after step 5, in night, saved at step 4
-    proc = _test_tta(_stream_config(tmp_path, tiny_tree, method, kill_at=5), checkpoint,
+    # stream steps 1-3 fog, 4-6 night, 7-9 rain, ...; a state every 2 steps
+    proc = _test_tta(_stream_config(tmp_path, tiny_tree, method, kill_at=kill_at), checkpoint,
                      '--work-dir', str(cut), tmp_path=tmp_path)
     assert proc.returncode == -9, proc.stderr[-3000:]
     assert (cut / 'tta_state.pth').exists() and not (cut / 'tta_results.json').exists()

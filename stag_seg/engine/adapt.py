@@ -169,7 +169,7 @@ def update(optim_wrapper: 'OptimWrapper', loss: Tensor) -> bool:
     optim_wrapper.backward(optim_wrapper.scale_loss(loss))
     if optim_wrapper.should_update():
         sync_gradients(_params(optim_wrapper))
-        if not all_ranks(gradients_finite(_params(optim_wrapper))):
+        if not all_ranks(gradients_finite(_params(optim_wrapper), optim_wrapper)):
             optim_wrapper.zero_grad()
             return False
         optim_wrapper.step()
@@ -177,8 +177,14 @@ def update(optim_wrapper: 'OptimWrapper', loss: Tensor) -> bool:
     return True
 
 
-def gradients_finite(params: list[nn.Parameter]) -> bool:
-    """No NaN or Inf in any gradient."""
+def gradients_finite(params: list[nn.Parameter], optim_wrapper: 'OptimWrapper' = None) -> bool:
+    """No NaN or Inf in any gradient.
+
+    Always True under mixed precision (``AmpOptimWrapper``): there an overflow of the scaled
+    gradients is normal, and the loss scaler skips that step and lowers its scale itself.
+    """
+    if optim_wrapper is not None and hasattr(optim_wrapper, 'loss_scaler'):
+        return True
     return all(bool(torch.isfinite(p.grad).all()) for p in params if p.grad is not None)
 
 
@@ -200,7 +206,7 @@ def sam_update(method: 'BaseTTAMethod', ctx: StepContext, loss: Tensor,
     params = _params(optim_wrapper)
     optim_wrapper.backward(loss)
     sync_gradients(params)
-    if not all_ranks(gradients_finite(params)):
+    if not all_ranks(gradients_finite(params, optim_wrapper)):
         optim_wrapper.zero_grad()
         return None
     saved = sam_ascend(params, method.rho)
@@ -211,7 +217,8 @@ def sam_update(method: 'BaseTTAMethod', ctx: StepContext, loss: Tensor,
     optim_wrapper.backward(total)
     sync_gradients(params)
     sam_descend(params, saved)
-    if not all_ranks(gradients_finite(params) and bool(torch.isfinite(total.detach()))):
+    if not all_ranks(gradients_finite(params, optim_wrapper)
+                     and bool(torch.isfinite(total.detach()))):
         optim_wrapper.zero_grad()  # the weights are already back at w: nothing changed
         return None
     optim_wrapper.step()

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from ..compat import load_checkpoint
 from ..evaluation.records import RunningMetric, StreamResults
 from ..evaluation.report import format_records, write_results
+from .adapt import all_ranks
 from .guards import BAD_INPUT_POLICIES, BadInputError, CollapseGuard, batch_files, check_batch
 
 __all__ = ['ContinualTestLoop']
@@ -194,8 +195,10 @@ class ContinualTestLoop(TestLoop):
                   logger='current')
         if is_main_process():
             self._write()
-        if osp.isfile(self._state_path()):  # the run is complete: nothing to resume
-            os.remove(self._state_path())
+        for stale in (self._state_path(),  # the run is complete: nothing to resume
+                      osp.join(self.runner.work_dir, 'tta_results.partial.json')):
+            if osp.isfile(stale) and (stale == self._state_path() or is_main_process()):
+                os.remove(stale)
         metrics = self.results.summary_metrics()
         self.runner.call_hook('after_test_epoch', metrics=metrics)
         self.runner.call_hook('after_test')
@@ -212,7 +215,10 @@ class ContinualTestLoop(TestLoop):
         progress = dict(stat_sums={},  # whole domain: the record's adapt/* means
                         window={},  # since the last scalar write
                         curve=[], skipped=[], num=0, elapsed=0.0, next_step=0,
-                        counts=dict(nonfinite_steps=0, guard_resets=0))
+                        counts=dict(nonfinite_steps=0, guard_resets=0),
+                        # the generators as the domain starts: the loader's order and its
+                        # workers' seeds are drawn from them when it is iterated
+                        domain_rng=_rng_state())
         if state is not None:
             progress = self._restore(state, loader)
             value = running.update(self.evaluator)
@@ -232,7 +238,9 @@ class ContinualTestLoop(TestLoop):
                                 round_idx, domain, idx, skipped, scored=True)
             if self.guard is not None and method is not None:
                 reason = self.guard.step(self.last_outputs)
-                if reason:
+                # every rank resets together, or none: replicas must stay identical
+                if not all_ranks(not reason):
+                    reason = reason or 'the collapse guard fired on another rank'
                     method.reset()
                     self.guard.clear()
                     counts['guard_resets'] += 1
@@ -261,17 +269,20 @@ class ContinualTestLoop(TestLoop):
                                               time.perf_counter() - start), refresh=False)
         num = progress['num']
         seconds = time.perf_counter() - start
-        scored = len(loader.dataset)
-        if skipped and self.on_bad_input == 'skip':
-            scored = int(_rank_sum(num))  # skipped items are not scored
-            if scored == 0:
-                raise BadInputError(f'round {round_idx} domain {domain!r}: every item was '
-                                    'skipped as bad input; nothing to score')
+        # items skipped before the model saw them are not scored (one process only, see
+        # _bad_input); a non-finite step's prediction was
+        scored = len(loader.dataset) - sum(s['samples'] for s in skipped if not s['scored'])
+        if scored <= 0:
+            message = (f'round {round_idx}, domain {domain!r}: every item was skipped as bad '
+                       'input; nothing to score')
+            raise BadInputError(f'{message} (results gathered so far: '
+                                f'{self._flush_partial(message)})')
         metrics = self.evaluator.evaluate(scored)
         # the method's and regularizers' statistics (losses, STAG cosine, ...), mean per step
         metrics.update({f'adapt/{k}': total / count for k, (total, count) in stat_sums.items()})
         record = self.results.add(round_idx, domain, scored, metrics, seconds)
-        record.update(steps=len(loader), curve=curve, bad_inputs=len(skipped),
+        record.update(steps=len(loader), curve=curve,
+                      bad_inputs=sum(1 for item in skipped if not item['scored']),
                       skipped_items=skipped, **counts)
         name = self.results.metric
         self.runner.visualizer.add_scalars(
@@ -303,6 +314,8 @@ class ContinualTestLoop(TestLoop):
         num_classes = len(meta['classes']) if meta.get('classes') else None
         ignore_index = getattr((getattr(self.evaluator, 'metrics', None) or [None])[0],
                                'ignore_index', 255)
+        if state is not None:
+            _set_rng_state(state['progress']['domain_rng'])  # the same order as before
         iterator = iter(loader)
         for _ in range(first):  # done before the interruption (errors were handled then)
             try:
@@ -320,12 +333,15 @@ class ContinualTestLoop(TestLoop):
                 return
             except Exception as err:  # noqa: BLE001  the pipeline could not load an item
                 self._bad_input(f'{type(err).__name__}: {err}', round_idx, domain, idx,
-                                skipped)
+                                skipped, samples=min(loader.batch_size or 1,
+                                                     len(loader.dataset) - idx * (
+                                                         loader.batch_size or 1)))
                 continue
             try:
                 check_batch(data_batch, num_classes, ignore_index)
             except ValueError as err:
-                self._bad_input(str(err), round_idx, domain, idx, skipped)
+                self._bad_input(str(err), round_idx, domain, idx, skipped,
+                                samples=len(data_batch['inputs']))
                 continue
             yield idx, data_batch
 
@@ -335,13 +351,22 @@ class ContinualTestLoop(TestLoop):
         name = 'tta_state.pth' if world == 1 else f'tta_state_rank{rank}.pth'
         return osp.join(self.runner.work_dir, name)
 
+    def _stream_identity(self) -> dict:
+        """What must not change between a run and its resumption."""
+        method = getattr(self._model(), 'tta_method', None)
+        return dict(rounds=self.rounds, domains=[n for n, _ in self.domains],
+                    world_size=get_world_size(), seed=self.runner.seed,
+                    checkpoint=str(self.runner._load_from),
+                    method=repr(method) if method is not None else 'Source',
+                    batch_size=[loader.batch_size for _, loader in self.domains],
+                    on_bad_input=self.on_bad_input, episodic=self.episodic)
+
     def _save_state(self, round_idx: int, index: int, progress: dict) -> None:
         """Save everything the run needs to continue after this step, atomically."""
         method = getattr(self._model(), 'tta_method', None)
         state = dict(
             version=STATE_VERSION,
-            stream=dict(rounds=self.rounds, domains=[n for n, _ in self.domains],
-                        world_size=get_world_size()),
+            stream=self._stream_identity(),
             position=dict(round=round_idx, domain_index=index,
                           next_step=progress['next_step'], stream_step=self.stream_step),
             model=self._model().state_dict(),
@@ -353,7 +378,10 @@ class ContinualTestLoop(TestLoop):
             guard=self.guard.state_dict() if self.guard is not None else None)
         path = self._state_path()
         tmp = path + '.tmp'
-        torch.save(state, tmp)
+        with open(tmp, 'wb') as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)  # a kill leaves either the old state or the new one, whole
 
     def _load_state(self) -> dict:
@@ -368,11 +396,18 @@ class ContinualTestLoop(TestLoop):
         if state.get('version') != STATE_VERSION:
             raise ValueError(f'{path}: state version {state.get("version")}, this toolkit '
                              f'reads {STATE_VERSION}')
-        stream = dict(rounds=self.rounds, domains=[n for n, _ in self.domains],
-                      world_size=get_world_size())
+        stream = self._stream_identity()
         if state['stream'] != stream:
             raise ValueError(f'{path} was saved by a run of another stream: {state["stream"]}, '
                              f'this run is {stream}')
+        if get_world_size() > 1:
+            steps = torch.tensor([state['position']['stream_step']] * 2, dtype=torch.float64)
+            steps[1] = -steps[1]
+            all_reduce(steps, op='max')  # the largest step and minus the smallest
+            if steps[0] != -steps[1]:
+                raise ValueError(f'--resume: the ranks saved different positions (stream steps '
+                                 f'{int(-steps[1])} to {int(steps[0])}); the run was killed '
+                                 'while saving, start it again without --resume')
         model = self._model()
         method = getattr(model, 'tta_method', None)
         if method is not None and not method.configured:
@@ -396,28 +431,41 @@ class ContinualTestLoop(TestLoop):
 
     def _restore(self, state: dict, loader: DataLoader) -> dict:
         """Put the evaluator's accumulators back; return the (round, domain)'s progress."""
+        param = next(self._model().parameters(), None)
+        device = param.device if param is not None else torch.device('cpu')
         for metric, results in zip(self.evaluator.metrics, state['evaluator']):
-            metric.results = list(results)
+            metric.results = _to_device(list(results), device)  # where new results are made
         return state['progress']
 
     def _bad_input(self, what: str, round_idx: int, domain: str, idx: int,
-                   skipped: list[dict], scored: bool = False) -> None:
-        """Apply ``on_bad_input``: write what was gathered and stop, or log and count it."""
+                   skipped: list[dict], scored: bool = False, samples: int = 0) -> None:
+        """Apply ``on_bad_input``: write what was gathered and stop, or log and count it.
+
+        ``scored``: the item's prediction was made and scored (a non-finite step), as opposed
+        to an item skipped before the model saw it (``samples`` of them).
+        """
         message = f'round {round_idx}, domain {domain!r}, step {idx}: {what}'
-        if self.on_bad_input == 'error':
-            path = self._flush_partial(message)
-            raise BadInputError(f'{message}\n(results gathered so far: {path}; '
-                                "test_cfg.on_bad_input='skip' skips and counts such items)")
-        print_log(f'skipped: {message}', logger='current', level=logging.WARNING)
-        skipped.append(dict(step=idx, error=what, scored=scored))
+        if self.on_bad_input == 'skip' and not scored and get_world_size() > 1:
+            # the other ranks would run this step's collectives without this one
+            message += (' (skipping an item before the model sees it needs one process; '
+                        'with several, the run stops)')
+        elif self.on_bad_input == 'skip':
+            print_log(f'skipped: {message}', logger='current', level=logging.WARNING)
+            skipped.append(dict(step=idx, error=what, scored=scored, samples=samples))
+            return
+        path = self._flush_partial(message)
+        raise BadInputError(f'{message}\n(results gathered so far: {path}; '
+                            "test_cfg.on_bad_input='skip' skips and counts such items)")
 
     def _flush_partial(self, failure: str) -> str | None:
         """Write the records gathered so far (and why the run stopped) to disk."""
-        if not is_main_process() or self.results is None:
+        if self.results is None:
             return None
         doc = self._document()
         doc.update(failure=failure, complete=False)
-        path = osp.join(self.runner.work_dir, 'tta_results.partial.json')
+        name = ('tta_results.partial.json' if get_world_size() == 1
+                else f'tta_results.partial.rank{get_rank()}.json')  # the failing rank writes
+        path = osp.join(self.runner.work_dir, name)
         tmp = path + '.tmp'
         with open(tmp, 'w') as f:
             json.dump(doc, f, indent=2)
@@ -447,6 +495,8 @@ class ContinualTestLoop(TestLoop):
             raise TypeError(f'test_cfg.episodic=True needs a model that adapts (TTAEncoderDecoder '
                             f'or a TTAHook), got {type(self._model()).__name__}')
         method.reset()
+        if self.guard is not None:
+            self.guard.clear()
 
     def _config_dump(self) -> str | None:
         """The merged config (every --cfg-options applied) that the runner dumped."""
@@ -503,15 +553,6 @@ class ContinualTestLoop(TestLoop):
                   + self.runner.work_dir, logger='current')
 
 
-def _rank_sum(value: float) -> float:
-    """``value`` summed over the ranks."""
-    if get_world_size() == 1:
-        return value
-    total = torch.tensor([float(value)], dtype=torch.float64)
-    all_reduce(total, op='sum')
-    return float(total)
-
-
 #: Layout version of the ``--resume`` state files.
 STATE_VERSION = 1
 
@@ -536,3 +577,14 @@ def _set_rng_state(state: dict) -> None:
     np.random.set_state((np_state['kind'], np_state['keys'].numpy().astype(np.uint32),
                          np_state['pos'], np_state['has_gauss'], np_state['cached']))
     random.setstate(state['python'])
+
+
+def _to_device(value, device: torch.device):
+    """``value`` with every tensor inside it (lists, tuples, dicts) moved to ``device``."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_device(v, device) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    return value

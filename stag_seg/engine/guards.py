@@ -162,7 +162,7 @@ class CollapseGuard:
         if math.isfinite(entropy):
             self.ema = entropy if self.ema is None else \
                 self.momentum * self.ema + (1 - self.momentum) * entropy
-        self.histories.append(torch.bincount(labels.flatten()))
+        self.histories.append(torch.bincount(labels.flatten()).cpu())
         if self.since_reset <= self.warmup:
             return None
         if self.entropy_below is not None and self.ema is not None \

@@ -92,11 +92,13 @@ class EATA(Tent):
         self.moving_probs = None
 
     def extra_state(self) -> dict:
-        # the Fisher penalty is re-estimated from the source model at configure time
-        return dict(moving_probs=self.moving_probs)
+        return dict(moving_probs=self.moving_probs, fisher=[list(f) for f in self.fisher])
 
     def load_extra_state(self, state: dict) -> None:
-        self.moving_probs = state['moving_probs']
+        device = next(self.model.parameters()).device
+        moving = state['moving_probs']
+        self.moving_probs = moving.to(device) if moving is not None else None
+        self.fisher = [tuple(t.to(device) for t in f) for f in state['fisher']]
 
     def loss(self, out: TapOutput, ctx: StepContext) -> MethodLoss:
         logits = out.logits
