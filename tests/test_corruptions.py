@@ -1,0 +1,389 @@
+"""The ImageNet-C corruptions (stag_seg.datasets.corruptions) and tools/make_corrupted.py."""
+import functools
+import importlib
+import os
+import os.path as osp
+import sys
+
+import stag_seg  # noqa: F401,I001  (first: it prepares mmcv before mmseg is imported)
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from stag_seg.datasets import (CORRUPTION_PARAMS, CORRUPTION_PRESETS, CORRUPTIONS, CIFARCDataset,
+                               ImageNetCDataset, corrupt, resolve_preset)
+from stag_seg.datasets import corruptions as corruptions_module
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# no randomness: the seed must not matter
+SEEDLESS = ('defocus_blur', 'zoom_blur', 'brightness', 'contrast', 'pixelate', 'jpeg_compression')
+
+
+@functools.lru_cache(maxsize=None)
+def _scene(seed: int, height: int, width: int) -> np.ndarray:
+    """A natural-looking RGB image: smooth colour gradients, a few anti-aliased discs and
+    polygons, and texture at every scale (about 1/f, as in photographs)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:height, :width].astype(np.float32)
+    img = np.empty((height, width, 3), np.float32)
+    for ch in range(3):
+        a, b, c = rng.uniform(-1, 1, 3)
+        img[..., ch] = 128 + 50 * (a * yy / height + b * xx / width) + 30 * c
+    for _ in range(5):
+        color = rng.uniform(20, 235, 3).tolist()
+        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+        radius = rng.uniform(.1, .3) * min(height, width)
+        if rng.random() < .5:
+            cv2.circle(img, (int(cx), int(cy)), int(radius), color, -1, cv2.LINE_AA)
+        else:
+            corners = np.array([cx, cy]) + radius * rng.uniform(-1, 1, (4, 2))
+            cv2.fillPoly(img, [corners.astype(np.int32)], color, cv2.LINE_AA)
+    texture = np.zeros((height, width), np.float32)
+    cell = max(height, width) / 2
+    while cell >= 1:
+        coarse = rng.standard_normal((int(height / cell) + 2, int(width / cell) + 2))
+        texture += cell ** .5 * cv2.resize(coarse.astype(np.float32), (width, height),
+                                           interpolation=cv2.INTER_CUBIC)
+        cell /= 2
+    img += (25 / texture.std() * texture)[..., None] * rng.uniform(.6, 1, 3).astype(np.float32)
+    out = np.clip(img, 0, 255).astype(np.uint8)
+    out.flags.writeable = False  # shared by the tests through the cache
+    return out
+
+
+def _load_tool():
+    """Import tools/make_corrupted.py as a module its spawned workers can import too."""
+    tools = osp.join(REPO, 'tools')
+    if tools not in sys.path:
+        sys.path.insert(0, tools)
+    return importlib.import_module('make_corrupted')
+
+
+# ------------------------------------------------------------------------------------------
+# corrupt(): shapes, presets, randomness
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('corruption', CORRUPTIONS)
+def test_every_severity_returns_an_image_of_the_input_shape(corruption):
+    for height, width, preset in ((32, 32, 'auto'), (48, 40, 'auto'), (224, 224, 'imagenet')):
+        img = _scene(0, height, width)
+        for severity in range(1, 6):
+            out = corrupt(img, corruption, severity, rng=severity, preset=preset)
+            assert out.shape == img.shape and out.dtype == np.uint8, (height, width, severity)
+            assert out.flags.writeable
+        assert not np.array_equal(out, img)
+
+
+def test_auto_preset_follows_the_short_side():
+    assert resolve_preset((64, 500, 3)) == 'cifar' and resolve_preset((65, 65)) == 'imagenet'
+    assert resolve_preset((32, 32), 'imagenet') == 'imagenet'
+    small, large = _scene(2, 64, 80), _scene(2, 80, 65)
+    for img, preset in ((small, 'cifar'), (large, 'imagenet')):
+        np.testing.assert_array_equal(corrupt(img, 'fog', 3, rng=1),
+                                      corrupt(img, 'fog', 3, rng=1, preset=preset))
+    assert not np.array_equal(corrupt(small, 'fog', 3, rng=1, preset='imagenet'),
+                              corrupt(small, 'fog', 3, rng=1, preset='cifar'))
+
+
+@pytest.mark.parametrize('corruption', CORRUPTIONS)
+def test_same_seed_gives_the_same_image_and_another_seed_another(corruption):
+    img = _scene(1, 40, 48)
+    first = corrupt(img, corruption, 3, rng=7)
+    np.testing.assert_array_equal(first, corrupt(img, corruption, 3, rng=7))
+    np.testing.assert_array_equal(first, corrupt(img, corruption, 3,
+                                                 rng=np.random.default_rng(7)))
+    if corruption in SEEDLESS:
+        np.testing.assert_array_equal(first, corrupt(img, corruption, 3, rng=8))
+        np.testing.assert_array_equal(first, corrupt(img, corruption, 3))
+    else:
+        assert not np.array_equal(first, corrupt(img, corruption, 3, rng=8))
+
+
+# ------------------------------------------------------------------------------------------
+# corrupt(): the definitions
+# ------------------------------------------------------------------------------------------
+
+
+def test_contrast_and_brightness_follow_their_formulas():
+    img = _scene(3, 32, 32)
+    x = img.astype(np.float64) / 255
+    for severity, c in enumerate(CORRUPTION_PARAMS['contrast']['cifar'], 1):
+        mean = x.mean(axis=(0, 1))
+        expected = np.round(np.clip((x - mean) * c + mean, 0, 1) * 255)
+        np.testing.assert_array_equal(corrupt(img, 'contrast', severity), expected)
+    for severity, c in enumerate(CORRUPTION_PARAMS['brightness']['cifar'], 1):
+        hsv = cv2.cvtColor(x.astype(np.float32), cv2.COLOR_RGB2HSV)  # independent round trip
+        hsv[..., 2] = np.clip(hsv[..., 2] + c, 0, 1)
+        expected = np.clip(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB), 0, 1) * 255
+        diff = np.abs(corrupt(img, 'brightness', severity).astype(np.float64) - expected)
+        assert diff.max() <= 1.0
+
+
+def test_noise_strengths_match_the_published_tables():
+    grey = np.full((224, 224, 3), 128, np.uint8)
+    for severity in (1, 2):  # little clipping at 0 and 255 yet
+        sigma = CORRUPTION_PARAMS['gaussian_noise']['imagenet'][severity - 1]
+        diff = corrupt(grey, 'gaussian_noise', severity, rng=0).astype(np.float64) - 128
+        assert diff.std() == pytest.approx(sigma * 255, rel=.03)
+        amount = CORRUPTION_PARAMS['impulse_noise']['imagenet'][severity - 1]
+        out = corrupt(grey, 'impulse_noise', severity, rng=0)
+        assert (out == 0).mean() == pytest.approx(amount / 2, rel=.1)
+        assert (out == 255).mean() == pytest.approx(amount / 2, rel=.1)
+
+
+@pytest.mark.parametrize('corruption', ['defocus_blur', 'motion_blur'])
+def test_blur_lengths_scale_with_the_image(corruption):
+    """A CIFAR image blurred at 64 px looks like its 32 px blur enlarged (the same seed draws
+    the same motion angle). Blurs of a fixed pixel length miss by half the blur or more."""
+    small = _scene(4, 32, 32)
+    large = cv2.resize(small, (64, 64), interpolation=cv2.INTER_CUBIC)
+
+    def up(img):
+        return cv2.resize(img, (64, 64), interpolation=cv2.INTER_CUBIC).astype(np.float64)
+
+    scaled = corrupt(large, corruption, 5, rng=3, preset='cifar').astype(np.float64)
+    expected = up(corrupt(small, corruption, 5, rng=3, preset='cifar'))
+    assert np.abs(scaled - expected).mean() < .25 * np.abs(expected - up(small)).mean()
+
+
+# ------------------------------------------------------------------------------------------
+# corrupt(): severity orders the distortion
+# ------------------------------------------------------------------------------------------
+
+
+def _mean_abs_diff(clean: np.ndarray, out: np.ndarray) -> float:
+    return float(np.abs(out.astype(np.float64) - clean).mean())
+
+
+def _decorrelation(clean: np.ndarray, out: np.ndarray) -> float:
+    """1 - Pearson correlation of the grey images: the share of the result that is not the
+    image."""
+    grey = [cv2.cvtColor(a, cv2.COLOR_RGB2GRAY).ravel().astype(np.float64) for a in (clean, out)]
+    return float(1 - np.corrcoef(*grey)[0, 1])
+
+
+# frost is `a * image + b * frost`: the difference to the image shrinks with `a` wherever the
+# frost is brighter than the image, so the mean difference can fall from one severity to the
+# next; the correlation with the image falls strictly with `b / a`, which both tables raise.
+MEASURES = {'frost': _decorrelation}
+# (height, width, preset, number of images)
+SETTINGS = {'cifar-32x32': (32, 32, 'cifar', 6), 'cifar-48x40': (48, 40, 'cifar', 4),
+            'imagenet-224x224': (224, 224, 'imagenet', 3)}
+
+
+@pytest.mark.parametrize('setting', SETTINGS)
+@pytest.mark.parametrize('corruption', [c for c in CORRUPTIONS if c != 'elastic_transform'])
+def test_distortion_grows_strictly_with_severity(corruption, setting):
+    height, width, preset, count = SETTINGS[setting]
+    measure = MEASURES.get(corruption, _mean_abs_diff)
+    images = [_scene(10 + i, height, width) for i in range(count)]
+    levels = [np.mean([measure(img, corrupt(img, corruption, severity, rng=i, preset=preset))
+                       for i, img in enumerate(images)]) for severity in range(1, 6)]
+    assert all(b > a for a, b in zip(levels, levels[1:])), np.round(levels, 3)
+
+
+def _local_strain(field: np.ndarray | None) -> float:
+    """Mean Frobenius norm of the displacement's Jacobian minus its mean (its affine part)."""
+    if field is None:
+        return 0.0
+    jacobian = np.stack([np.gradient(field, axis=2), np.gradient(field, axis=1)])
+    jacobian -= jacobian.mean(axis=(2, 3), keepdims=True)
+    return float(np.sqrt((jacobian ** 2).sum(axis=(0, 1))).mean())
+
+
+@pytest.mark.parametrize('preset, height, width', [('cifar', 32, 32), ('cifar', 48, 40),
+                                                   ('imagenet', 224, 224)])
+def test_elastic_local_strain_grows_strictly_with_severity(preset, height, width):
+    """elastic_transform is a random affine warp followed by a smooth random displacement.
+    Differences to the image measure mostly the affine part, which the published tables make
+    largest at severities 1-2 (ImageNet) or shrink with severity (CIFAR); what deforms shapes
+    and texture is the local strain of the displacement, and that must grow."""
+    scale = np.sqrt(height * width) / CORRUPTION_PRESETS[preset]
+    table = CORRUPTION_PARAMS['elastic_transform'][preset]
+    levels = []
+    for params in table:
+        fields = [corruptions_module._elastic_warp(height, width, params,
+                                                   np.random.default_rng(seed), scale)[1]
+                  for seed in range(4)]
+        levels.append(np.mean([_local_strain(f) for f in fields]))
+    assert all(b > a for a, b in zip(levels, levels[1:])), np.round(levels, 4)
+    img = _scene(5, height, width)  # and the image follows the warp of the same seed
+    out = corrupt(img, 'elastic_transform', 5, rng=1, preset=preset)
+    matrix, field = corruptions_module._elastic_warp(height, width, table[4],
+                                                     np.random.default_rng(1), scale)
+    warped = cv2.warpAffine(img.astype(np.float32) / 255, matrix, (width, height),
+                            borderMode=cv2.BORDER_REFLECT_101)
+    grid_y, grid_x = np.mgrid[:height, :width].astype(np.float32)
+    expected = cv2.remap(warped, grid_x + field[0], grid_y + field[1], cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REFLECT)
+    assert np.abs(out - np.round(expected * 255)).max() <= 1
+
+
+# ------------------------------------------------------------------------------------------
+# corrupt(): bad input
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('args, kwargs, error, match', [
+    (('fogg', 1), {}, ValueError, "unknown corruption 'fogg'; valid names are gaussian_noise, "
+     'shot_noise, impulse_noise, .*, jpeg_compression'),
+    (('fog', 0), {}, ValueError, r'severity must be an int in 1\.\.5, got 0'),
+    (('fog', 6), {}, ValueError, r'severity must be an int in 1\.\.5, got 6'),
+    (('fog', 2.0), {}, ValueError, r'severity must be an int in 1\.\.5, got 2\.0'),
+    (('fog', True), {}, ValueError, r'severity must be an int in 1\.\.5, got True'),
+    (('fog', 1), dict(preset='tiny'), ValueError, "preset must be 'auto', 'imagenet' or "
+     "'cifar', got 'tiny'"),
+    (('fog', 1), dict(rng='seed'), TypeError, 'rng must be a numpy.random.Generator, an int '
+     'seed or None, got str'),
+])
+def test_bad_arguments_raise_clear_errors(args, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        corrupt(_scene(0, 32, 32), *args, **kwargs)
+
+
+@pytest.mark.parametrize('image, error, match', [
+    (np.zeros((32, 32, 3), np.float32), ValueError,
+     r'\(H, W, 3\) uint8 RGB array, got shape \(32, 32, 3\) and dtype float32'),
+    (np.zeros((32, 32), np.uint8), ValueError, r'got shape \(32, 32\) and dtype uint8'),
+    (np.zeros((32, 32, 4), np.uint8), ValueError, r'got shape \(32, 32, 4\)'),
+    (np.zeros((4, 32, 3), np.uint8), ValueError, 'at least 8x8 pixels, got 4x32'),
+    ([[[0, 0, 0]]], TypeError, 'image must be a numpy array'),
+])
+def test_bad_images_raise_clear_errors(image, error, match):
+    with pytest.raises(error, match=match):
+        corrupt(image, 'gaussian_noise', 1)
+
+
+# ------------------------------------------------------------------------------------------
+# tools/make_corrupted.py
+# ------------------------------------------------------------------------------------------
+
+
+def _files(root):
+    return sorted(osp.relpath(osp.join(d, f), root).replace(os.sep, '/')
+                  for d, _, files in os.walk(root) for f in files)
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """An ImageNet-style tree: two class folders, JPEG and PNG files."""
+    root = tmp_path / 'val'
+    for rel, seed in (('n01/a.JPEG', 0), ('n01/b.png', 1), ('n02/c.jpg', 2)):
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(_scene(seed, 40, 48)).save(path, quality=95)
+    (root / 'n02' / 'notes.txt').write_text('not an image')
+    return root
+
+
+def test_make_corrupted_writes_the_imagenet_c_layout(image_folder, tmp_path):
+    tool = _load_tool()
+    out = tmp_path / 'c'
+    summary = tool.main(['--folder', str(image_folder), '--out', str(out), '--corruptions',
+                         'fog', 'gaussian_noise', '--severities', '5', '1', '--workers', '1'])
+    assert summary['inputs'] == 3 and summary['written'] == 12
+    assert _files(out) == sorted(f'{c}/{s}/{rel}' for c in ('fog', 'gaussian_noise')
+                                 for s in (1, 5) for rel in ('n01/a.JPEG', 'n01/b.png',
+                                                             'n02/c.jpg'))
+    with Image.open(out / 'fog/5/n01/a.JPEG') as img:
+        assert img.format == 'JPEG' and img.size == (48, 40) and img.mode == 'RGB'
+    with Image.open(out / 'fog/5/n01/b.png') as img:  # PNG is lossless: the exact result
+        assert img.format == 'PNG'
+        clean = np.asarray(Image.open(image_folder / 'n01/b.png').convert('RGB'))
+        rng = tool.image_rng(0, 'fog', 5, tool.path_key('n01/b.png'))
+        np.testing.assert_array_equal(np.asarray(img), corrupt(clean, 'fog', 5, rng))
+    data = ImageNetCDataset(data_root=str(out), corruption='fog', severity=5, pipeline=[])
+    assert len(data) == 3 and data.metainfo['classes'] == ('n01', 'n02')
+    assert [data.get_data_info(i)['gt_label'] for i in range(3)] == [0, 0, 1]
+    assert cv2.imread(data.get_data_info(2)['img_path']).shape == (40, 48, 3)
+
+
+def test_make_corrupted_writes_the_cifar_c_layout(tmp_path):
+    tool = _load_tool()
+    images = np.stack([_scene(i, 32, 32) for i in range(6)])
+    labels = np.array([3, 1, 4, 1, 5, 9], np.uint8)
+    np.save(tmp_path / 'images.npy', images)
+    np.save(tmp_path / 'labels.npy', labels)
+    out = tmp_path / 'c'
+    args = ['--npy', str(tmp_path / 'images.npy'), '--labels', str(tmp_path / 'labels.npy'),
+            '--out', str(out), '--workers', '1', '--seed', '3']
+    summary = tool.main(args + ['--corruptions', 'snow', 'contrast'])
+    assert summary['written'] == 6 * 2 * 5 and _files(out) == ['contrast.npy', 'labels.npy',
+                                                               'snow.npy']
+    snow = np.load(out / 'snow.npy')
+    assert snow.shape == (30, 32, 32, 3) and snow.dtype == np.uint8
+    np.testing.assert_array_equal(np.load(out / 'labels.npy'), np.tile(labels, 5))
+    for severity in (1, 4):
+        for i in (0, 5):
+            np.testing.assert_array_equal(
+                snow[(severity - 1) * 6 + i],
+                corrupt(images[i], 'snow', severity, tool.image_rng(3, 'snow', severity, i)))
+    data = CIFARCDataset(data_root=str(out), corruption='snow', severity=4, pipeline=[])
+    assert len(data) == 6 and [data.get_data_info(i)['gt_label'] for i in range(6)] == [
+        3, 1, 4, 1, 5, 9]
+    np.testing.assert_array_equal(data.get_data_info(2)['img'], snow[3 * 6 + 2])
+    # a later run adds a corruption beside them, with the same images as a run of all three
+    tool.main(args + ['--corruptions', 'fog'])
+    tool.main(args[:4] + ['--out', str(tmp_path / 'all'), '--workers', '2', '--seed', '3',
+                          '--corruptions', 'contrast', 'fog', 'snow'])
+    for name in ('contrast', 'fog', 'snow', 'labels'):
+        np.testing.assert_array_equal(np.load(out / f'{name}.npy'),
+                                      np.load(tmp_path / 'all' / f'{name}.npy'))
+
+
+def test_make_corrupted_refuses_to_overwrite_unless_asked(image_folder, tmp_path):
+    tool = _load_tool()
+    args = ['--folder', str(image_folder), '--out', str(tmp_path / 'c'), '--corruptions',
+            'contrast', '--severities', '2']
+    tool.main(args)
+    with pytest.raises(FileExistsError, match='--overwrite'):
+        tool.main(args)
+    tool.main(args + ['--overwrite'])
+    assert len(_files(tmp_path / 'c')) == 3
+
+
+def test_make_corrupted_input_errors_name_the_problem(tmp_path):
+    tool = _load_tool()
+    out = ['--out', str(tmp_path / 'c')]
+    with pytest.raises(FileNotFoundError, match='--folder: .*missing is not a directory'):
+        tool.main(['--folder', str(tmp_path / 'missing')] + out)
+    (tmp_path / 'empty' / 'n01').mkdir(parents=True)
+    with pytest.raises(ValueError, match='hold no images'):
+        tool.main(['--folder', str(tmp_path / 'empty')] + out)
+    with pytest.raises(ValueError, match='holds no class folders'):
+        tool.main(['--folder', str(tmp_path / 'empty' / 'n01')] + out)
+    np.save(tmp_path / 'images.npy', np.zeros((4, 32, 32, 3), np.uint8))
+    np.save(tmp_path / 'labels.npy', np.zeros(3, np.int64))
+    npy = ['--npy', str(tmp_path / 'images.npy'), '--labels', str(tmp_path / 'labels.npy')]
+    with pytest.raises(ValueError, match=r'holds \(3,\) labels for 4 images'):
+        tool.main(npy + out)
+    with pytest.raises(FileNotFoundError, match='--labels: .*nope.npy is not a file'):
+        tool.main(npy[:3] + [str(tmp_path / 'nope.npy')] + out)
+    np.save(tmp_path / 'floats.npy', np.zeros((4, 32, 32, 3), np.float32))
+    with pytest.raises(ValueError, match='uint8 RGB images, got shape .* and dtype float32'):
+        tool.main(['--npy', str(tmp_path / 'floats.npy')] + npy[2:] + out)
+    assert not osp.exists(tmp_path / 'c')
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--severities', '0'], 'invalid choice: 0'),
+    (['--severities', '6'], 'invalid choice: 6'),
+    (['--corruptions', 'fogg'], "invalid choice: 'fogg'"),
+    (['--labels', 'x.npy'], '--labels belongs to --npy'),
+])
+def test_make_corrupted_rejects_bad_options(image_folder, tmp_path, capsys, argv, message):
+    tool = _load_tool()
+    with pytest.raises(SystemExit):
+        tool.main(['--folder', str(image_folder), '--out', str(tmp_path / 'c')] + argv)
+    assert message in capsys.readouterr().err
+
+
+def test_make_corrupted_array_mode_needs_every_severity(tmp_path, capsys):
+    tool = _load_tool()
+    with pytest.raises(SystemExit):
+        tool.main(['--npy', 'x.npy', '--labels', 'y.npy', '--out', str(tmp_path),
+                   '--severities', '5'])
+    assert 'array mode makes 1 2 3 4 5, got 5' in capsys.readouterr().err
