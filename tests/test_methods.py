@@ -343,6 +343,217 @@ def test_cotta_reports_the_teachers_label_and_trains_the_student_on_it():
     assert model.tta_method.last_stats['cotta_confident'] == 0.0  # nobody beats 2.0
 
 
+# ---------------------------------------------------- CoTTA, the classification reading
+CLS_CLASSES = 3
+
+
+def _classifier(tta_method, seed=0):
+    """A tiny mmpretrain ResNet classifier (about 0.2M parameters) that adapts itself."""
+    from mmengine.config import ConfigDict
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+    init_default_scope('mmpretrain')
+    torch.manual_seed(seed)
+    model = MODELS.build(ConfigDict(
+        type='TTAImageClassifier', tta_method=tta_method, adapt_optim_wrapper=OPT,
+        data_preprocessor=dict(type='ClsDataPreprocessor', num_classes=CLS_CLASSES,
+                               to_rgb=True, mean=[127.5] * 3, std=[64.0] * 3),
+        backbone=dict(type='ResNet', depth=18, stem_channels=8, base_channels=8,
+                      out_indices=(3, )),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=CLS_CLASSES, in_channels=64)))
+    with torch.no_grad():  # BN statistics unlike the test data's, as after training elsewhere
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.5)
+    model.eval()
+    return model
+
+
+def _cls_batch(num=4, size=32, seed=0):
+    from mmpretrain.structures import DataSample
+    g = torch.Generator().manual_seed(seed)
+    return dict(inputs=[torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8)
+                        for _ in range(num)],
+                data_samples=[DataSample().set_gt_label(i % CLS_CLASSES) for i in range(num)])
+
+
+def _cotta_cls_config():
+    from conftest import ROOT
+    from mmengine.config import Config
+    cfg = dict(Config.fromfile(f'{ROOT}/configs/_base_/tta/cotta-cls.py').tta_method)
+    cfg.pop('_delete_')
+    return cfg
+
+
+@pytest.mark.parametrize('label', ['soft', 'symmetric'])
+def test_cotta_soft_labels_give_the_soft_cross_entropy_and_its_gradient(label):
+    torch.manual_seed(0)
+    student = torch.randn(4, 5, requires_grad=True)
+    teacher = torch.randn(4, 5) * 2
+    method = CoTTA(optim_wrapper=OPT, label=label)
+    ctx = StepContext(None, None, None, state=dict(
+        cotta_label=teacher.argmax(1), cotta_probs=teacher.softmax(1), cotta_confident=0.0))
+    loss = method.loss(_out(student), ctx).loss
+    forward = -(teacher.softmax(1) * student.log_softmax(1)).sum(1)
+    if label == 'soft':
+        torch.testing.assert_close(loss, forward.mean())
+        (grad, ) = torch.autograd.grad(loss, student)
+        torch.testing.assert_close(grad, (student.softmax(1) - teacher.softmax(1)) / 4)
+    else:  # the ImageNet code's: the mean of both directions
+        reverse = -(student.softmax(1) * teacher.log_softmax(1)).sum(1)
+        torch.testing.assert_close(loss, (0.5 * forward + 0.5 * reverse).mean())
+
+
+def test_cotta_batch_mean_mode_decides_once_for_the_whole_batch(monkeypatch):
+    """Anchor max probabilities 0.95, 0.34, 0.36 (mean 0.55) and 0.95, 0.9, 0.4 (0.75)."""
+    standard = torch.tensor([[0.8, 0.1, 0.1]]).repeat(3, 1)
+    averaged = standard.flip(1)
+
+    def anchor_logits(p):  # max probability p on class 0
+        p = torch.tensor(p)
+        return torch.stack([p.log(), ((1 - p) / 2).log(), ((1 - p) / 2).log()], 1)
+
+    def run(mode, probs):
+        method = CoTTA(optim_wrapper=OPT, confidence=0.6, confidence_mode=mode)
+        method.configure(nn.Linear(2, 3))
+        monkeypatch.setattr(method, '_teacher_views', lambda ctx, size: (standard, averaged))
+        ctx = StepContext(torch.zeros(3, 2), None, lambda m, x: anchor_logits(probs))
+        used = method.prediction(_out(torch.zeros(3, 3)), ctx).exp()
+        return [bool(torch.allclose(row, avg)) for row, avg in zip(used, averaged)]
+
+    # one decision: views for the confident first sample too, and for none when the mean
+    # clears the threshold, the unconfident third sample included
+    assert run('batch_mean', [0.95, 0.34, 0.36]) == [True, True, True]
+    assert run('batch_mean', [0.95, 0.9, 0.4]) == [False, False, False]
+    assert run('element', [0.95, 0.34, 0.36]) == [False, True, True]
+    assert run('element', [0.95, 0.9, 0.4]) == [False, False, True]
+
+
+def test_cotta_random_views_are_seeded_clipped_and_shaped():
+    x = None
+
+    def views(seed, count=3):
+        nonlocal x
+        model = _classifier(dict(type='CoTTA', views='random', seed=seed))
+        model.tta_method.configure(model, logits_fn=None)
+        if x is None:
+            x = model.data_preprocessor(_cls_batch(seed=1), False)['inputs']
+        return model.tta_method, [model.tta_method.random_view(x) for _ in range(count)]
+
+    method, first = views(3)
+    (_, again), (_, other) = views(3), views(4)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert all(not torch.allclose(a, b) for a, b in zip(first, other))
+    assert not torch.allclose(first[0], first[1])  # each view draws anew
+    low, high = (0 - 127.5) / 64, (255 - 127.5) / 64  # pixels clipped to [0, 255]
+    for view in first:
+        assert view.shape == x.shape and view.dtype == x.dtype
+        assert view.min() >= low - 1e-5 and view.max() <= high + 1e-5
+    # on a white image the noise pushes about half the pixels over the top: clipped there
+    white = method.random_view(torch.full_like(x, high))
+    assert white.max() <= high + 1e-5
+    assert torch.isclose(white, torch.tensor(high)).float().mean() > 0.2
+
+
+@pytest.mark.parametrize('confidence, teacher_calls', [(1.1, 1 + 5), (0.0, 1)])
+def test_cotta_random_views_cost_num_views_teacher_forwards_when_used(monkeypatch, confidence,
+                                                                       teacher_calls):
+    from stag_seg.models import steps
+    model = _classifier(dict(type='CoTTA', views='random', num_views=5, confidence=confidence,
+                             confidence_mode='batch_mean', label='soft'))
+    calls = []
+    real = steps.classifier_logits
+
+    def counting(m, inputs):
+        calls.append((m, inputs))
+        return real(m, inputs)
+
+    monkeypatch.setattr(steps, 'classifier_logits', counting)
+    model.test_step(_cls_batch())
+    method = model.tta_method
+    on_teacher = [x for m, x in calls if m is method.teacher]
+    assert len(on_teacher) == teacher_calls  # the plain input, then one forward per view
+    assert len([m for m, _ in calls if m is method.anchor]) == 1
+    assert all(x.shape == (4, 3, 32, 32) for x in on_teacher)
+    assert method.last_stats['cotta_confident'] == (0.0 if confidence > 1 else 1.0)
+
+
+def test_cotta_views_match_torchvision_pad_affine_blur_crop():
+    """The warp equals edge padding by half the size, affine, blur and centre crop."""
+    TF = pytest.importorskip('torchvision.transforms.functional')
+    from torchvision.transforms import InterpolationMode
+
+    from stag_seg.methods.augment import shift_hue, warp
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 32)
+    for angle, shift, scale, sigma in [(10.0, (3, -2), 1.05, 0.3), (-14.0, (-4, 4), 0.92, 0.45)]:
+        padded = TF.pad(x, 16, padding_mode='edge')
+        expected = TF.affine(padded, angle=angle, translate=list(shift), scale=scale,
+                             shear=[0.0, 0.0], interpolation=InterpolationMode.BILINEAR)
+        expected = TF.center_crop(TF.gaussian_blur(expected, 5, sigma), 32)
+        torch.testing.assert_close(warp(x, angle, shift, scale, sigma), expected, rtol=0,
+                                   atol=1e-5)
+    for shift in (-0.06, 0.05, 0.5):
+        torch.testing.assert_close(shift_hue(x, shift), TF.adjust_hue(x, shift), rtol=0,
+                                   atol=1e-5)
+
+
+@pytest.mark.parametrize('stag', [False, True])
+def test_cotta_classification_reading_adapts_a_classifier(stag):
+    cfg = dict(_cotta_cls_config(), num_views=4, confidence=1.1,  # views on every batch
+               optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.05, momentum=0.9)))
+    if stag:
+        cfg['regularizers'] = [dict(type='STAG', anchors='live')]
+    model = _classifier(cfg)
+    source = state_copy(model)
+    for seed in range(3):
+        preds = model.test_step(_cls_batch(seed=seed))
+    method = model.tta_method
+    assert (method.confidence_mode, method.label, method.views) == (
+        'batch_mean', 'symmetric', 'random')
+    stats = method.last_stats
+    assert stats['skipped'] == 0 and math.isfinite(stats['loss'])
+    assert stats['cotta_confident'] == 0.0
+    if stag:
+        assert math.isfinite(stats['stag_loss']) and stats['stag_used'] > 0
+    changed = [n for n, p in model.named_parameters() if not torch.equal(p, source[n])]
+    assert len(changed) > len(collect_norm_params(model)[1])  # more than the norm layers
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert all(torch.isfinite(p).all() for p in method.teacher.parameters())
+    # the reported scores are the teacher's, a distribution per sample
+    scores = torch.stack([s.pred_score for s in preds])
+    torch.testing.assert_close(scores.sum(1), torch.ones(4))
+
+
+def test_cotta_batch_statistics_reach_the_teacher_and_the_anchor():
+    model = _classifier(dict(type='CoTTA', batch_stats=True, views='random'))
+    model.test_step(_cls_batch())
+    method = model.tta_method
+    for copy_ in (method.teacher, method.anchor):
+        bns = [m for m in copy_.modules() if isinstance(m, nn.BatchNorm2d)]
+        assert bns and all(m.training and not m.track_running_stats for m in bns)
+
+
+def test_cotta_resume_replays_the_same_random_views():
+    model = _classifier(dict(type='CoTTA', views='random', num_views=2, confidence=1.1))
+    model.test_step(_cls_batch(seed=0))
+    method = model.tta_method
+    state = copy.deepcopy(method.extra_state())
+    x = model.data_preprocessor(_cls_batch(seed=1), False)['inputs']
+    expected = [method.random_view(x) for _ in range(2)]
+    method.load_extra_state(state)
+    assert all(torch.equal(method.random_view(x), e) for e in expected)
+    method.reset()  # back to the seed, not to the saved point
+    assert not torch.equal(method.random_view(x), expected[0])
+
+
+def test_cotta_refuses_random_views_on_a_segmentor():
+    model = build_segmentor(dict(type='CoTTA', views='random'))
+    with pytest.raises(ValueError, match="CoTTA.views='random' needs a classifier's"):
+        model.test_step(make_batch())
+
+
 @pytest.mark.parametrize('cfg, error, match', [
     (dict(type='EATA', d_margin=0.0), ValueError, 'EATA.d_margin must be > 0'),
     (dict(type='EATA', fisher_data=dict(num_images=3)), KeyError, "needs a 'dataloader'"),
@@ -350,6 +561,10 @@ def test_cotta_reports_the_teachers_label_and_trains_the_student_on_it():
     (dict(type='DeYO', aug='occlusion'), ValueError, 'DeYO.aug must be one of'),
     (dict(type='CoTTA', alpha=1.5), ValueError, 'CoTTA.alpha must be in'),
     (dict(type='CoTTA', scales=()), ValueError, 'CoTTA.scales must be positive'),
+    (dict(type='CoTTA', label='ce'), ValueError, 'CoTTA.label must be one of'),
+    (dict(type='CoTTA', confidence_mode='pixel'), ValueError, 'CoTTA.confidence_mode must be'),
+    (dict(type='CoTTA', views='tta'), ValueError, 'CoTTA.views must be one of'),
+    (dict(type='CoTTA', num_views=0), ValueError, 'CoTTA.num_views must be >= 1'),
 ])
 def test_bad_method_options_are_clear_errors(cfg, error, match):
     from stag_seg.methods import build_method

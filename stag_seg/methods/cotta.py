@@ -18,9 +18,22 @@ Per step (Sec. 3):
 
 Views of one scale (original and flipped) go through the teacher as one batch, so the 14 views
 cost 7 forwards. ``batch_stats=False`` (the reference's segmentation code keeps the models in
-eval mode); ``True`` normalises BatchNorm with the test batch, as its classification code does.
-Restore masks come from a generator seeded by ``seed``, identical on every rank. With STAG,
-choose ``anchors='live'``: CoTTA updates the classifier.
+eval mode); ``True`` normalises BatchNorm with the test batch in the student, the teacher and the
+anchor, as its classification code does. Restore masks come from a generator seeded by ``seed``,
+identical on every rank. With STAG, choose ``anchors='live'``: CoTTA updates the classifier.
+
+The reference's classification code (``cifar/cotta.py``, ``imagenet/cotta.py``) is a set of
+options here (``configs/_base_/tta/cotta-cls.py``): ``confidence_mode='batch_mean'``, one
+decision per batch (the views for every sample when the batch mean of the anchor's max
+probability, over all pixels for a segmentor, is below ``confidence``; for none otherwise);
+``label='soft'``, the soft cross entropy ``-sum_c softmax(t)_c log softmax(s)_c`` (CIFAR), or
+``'symmetric'``, its mean with ``-sum_c softmax(s)_c log softmax(t)_c`` (ImageNet);
+``views='random'``, ``num_views`` random views (:mod:`~stag_seg.methods.augment`), one teacher
+forward each, whose *logits* are averaged (the scale-flip views average probabilities, as the
+segmentation code does). Random views are drawn in pixel space (``inputs * std + mean`` with the
+model's ``data_preprocessor`` statistics, over 255, as the reference's [0, 1] inputs) from a
+generator seeded by ``seed + 1``, only when some sample needs them, and for classifiers only: a
+segmentation map would have to be warped back.
 """
 from __future__ import annotations
 
@@ -32,6 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..registry import TTA_METHODS
+from .augment import random_view
 from .base import BaseTTAMethod, MethodLoss, valid_mean
 from .params import use_batch_statistics
 
@@ -42,6 +56,9 @@ if TYPE_CHECKING:
 __all__ = ['CoTTA']
 
 DEFAULT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
+CONFIDENCE_MODES = ('element', 'batch_mean')
+LABELS = ('hard', 'soft', 'symmetric')
+VIEWS = ('scale_flip', 'random')
 
 
 @TTA_METHODS.register_module()
@@ -57,7 +74,16 @@ class CoTTA(BaseTTAMethod):
         scales (Sequence[float]): Scales of the teacher views. Defaults to 0.5 ... 2.0.
         flip (bool): Add horizontally flipped views. Defaults to True.
         batch_stats (bool): BatchNorm with test-batch statistics. Defaults to False.
-        seed (int): Seed of the restore masks. Defaults to 0.
+        seed (int): Seed of the restore masks (and, plus one, of the random views).
+            Defaults to 0.
+        confidence_mode (str): ``'element'`` (per pixel or sample) or ``'batch_mean'`` (one
+            decision per batch, the classification code's). Defaults to ``'element'``.
+        label (str): ``'hard'`` (cross entropy on the teacher's argmax), ``'soft'`` or
+            ``'symmetric'`` (soft cross entropy, one-sided or symmetric). Defaults to
+            ``'hard'``.
+        views (str): ``'scale_flip'`` (``scales`` x ``flip``) or ``'random'`` (``num_views``
+            random augmentations; classifiers only). Defaults to ``'scale_flip'``.
+        num_views (int): Views of ``views='random'``. Defaults to 32.
         **kwargs: ``optim_wrapper``, ``regularizers``.
     """
 
@@ -69,6 +95,10 @@ class CoTTA(BaseTTAMethod):
                  flip: bool = True,
                  batch_stats: bool = False,
                  seed: int = 0,
+                 confidence_mode: str = 'element',
+                 label: str = 'hard',
+                 views: str = 'scale_flip',
+                 num_views: int = 32,
                  **kwargs) -> None:
         super().__init__(**kwargs)
         if not 0 <= alpha <= 1:
@@ -77,6 +107,12 @@ class CoTTA(BaseTTAMethod):
             raise ValueError(f'CoTTA.restore_prob must be in [0, 1], got {restore_prob}')
         if not scales or min(scales) <= 0:
             raise ValueError(f'CoTTA.scales must be positive numbers, got {scales}')
+        for key, value, allowed in (('confidence_mode', confidence_mode, CONFIDENCE_MODES),
+                                    ('label', label, LABELS), ('views', views, VIEWS)):
+            if value not in allowed:
+                raise ValueError(f'CoTTA.{key} must be one of {allowed}, got {value!r}')
+        if num_views < 1:
+            raise ValueError(f'CoTTA.num_views must be >= 1, got {num_views}')
         self.alpha = alpha
         self.confidence = confidence
         self.restore_prob = restore_prob
@@ -84,14 +120,21 @@ class CoTTA(BaseTTAMethod):
         self.flip = flip
         self.batch_stats = batch_stats
         self.seed = seed
+        self.confidence_mode = confidence_mode
+        self.label = label
+        self.views = views
+        self.num_views = num_views
         self.generator = torch.Generator().manual_seed(seed)
+        self.view_generator = torch.Generator().manual_seed(seed + 1)
         self.teacher: nn.Module | None = None
         self.anchor: nn.Module | None = None
+        self._pixels: tuple[Tensor, Tensor] | None = None  # (mean, std) of the inputs
 
     def __repr__(self) -> str:
+        views = (self.num_views if self.views == 'random'
+                 else len(self.scales) * (1 + self.flip))
         return (f'CoTTA(alpha={self.alpha}, confidence={self.confidence}, restore_prob='
-                f'{self.restore_prob}, views={len(self.scales) * (1 + self.flip)}, '
-                f'regularizers={self.regularizers})')
+                f'{self.restore_prob}, views={views}, regularizers={self.regularizers})')
 
     # ------------------------------------------------------------------ configure
     def configure_model(self, model: nn.Module) -> list[nn.Module]:
@@ -104,33 +147,72 @@ class CoTTA(BaseTTAMethod):
     def setup(self, model: nn.Module) -> None:
         self.teacher = _frozen_copy(model, self)
         self.anchor = _frozen_copy(model, self)
+        self._pixels = _pixel_statistics(model)
 
     def reset_state(self) -> None:
         if self.teacher is not None:
             self.teacher.load_state_dict(self.model.state_dict())
         self.generator.manual_seed(self.seed)
+        self.view_generator.manual_seed(self.seed + 1)
 
     def extra_state(self) -> dict:
         return dict(teacher=self.teacher.state_dict() if self.teacher is not None else None,
-                    generator=self.generator.get_state())
+                    generator=self.generator.get_state(),
+                    view_generator=self.view_generator.get_state())
 
     def load_extra_state(self, state: dict) -> None:
         if state['teacher'] is not None:
             self.teacher.load_state_dict(state['teacher'])
         self.generator.set_state(state['generator'])
+        if 'view_generator' in state:  # absent from states saved before random views existed
+            self.view_generator.set_state(state['view_generator'])
 
     # ------------------------------------------------------------------ one step
     def prediction(self, out: TapOutput, ctx: StepContext) -> Tensor:
         """The teacher's label (where the anchor is unsure, over the augmented views); kept in
         ``ctx.state`` for the loss and returned as log-probabilities at the input size."""
+        if self.views == 'random' and out.logits.dim() != 2:
+            raise ValueError("CoTTA.views='random' needs a classifier's (N, C) logits, got "
+                             f'{tuple(out.logits.shape)}: a segmentation map would have to be '
+                             "warped back; use views='scale_flip' for segmentors")
         size = ctx.inputs.shape[2:] if out.logits.dim() == 4 else None
         anchor_probs = _upsampled(ctx.logits_fn(self.anchor, ctx.inputs), size).softmax(1)
-        standard, averaged = self._teacher_views(ctx, size)
-        confident = anchor_probs.amax(1, keepdim=True) > self.confidence
-        probs = torch.where(confident, standard, averaged)
+        confident = self._confident(anchor_probs.amax(1, keepdim=True))
+        if self.views == 'random':
+            standard, averaged = self._random_views(ctx, need=not bool(confident.all()))
+        else:
+            standard, averaged = self._teacher_views(ctx, size)
+        probs = standard if averaged is None else torch.where(confident, standard, averaged)
         ctx.state['cotta_label'] = probs.argmax(1)
+        if self.label != 'hard':
+            ctx.state['cotta_probs'] = probs
         ctx.state['cotta_confident'] = float(confident.float().mean())
         return probs.clamp_min(1e-12).log()
+
+    def _confident(self, max_prob: Tensor) -> Tensor:
+        """Where the teacher's plain prediction is kept: (N, 1, ...) bool."""
+        if self.confidence_mode == 'element':
+            return max_prob > self.confidence
+        # the classification code averages first: views for all when the mean is below
+        return (max_prob.mean() >= self.confidence).expand_as(max_prob)
+
+    def random_view(self, inputs: Tensor) -> Tensor:
+        """One random view (:func:`~stag_seg.methods.augment.random_view`) of a preprocessed
+        batch, drawn in pixel space and normalised again; same shape as ``inputs``."""
+        mean, std = (t.to(inputs) for t in self._pixels)
+        images = (inputs * std + mean) / 255
+        return (random_view(images, self.view_generator) * 255 - mean) / std
+
+    def _random_views(self, ctx: StepContext, need: bool) -> tuple[Tensor, Tensor | None]:
+        """The teacher's probabilities on the input, and on the mean logits of
+        ``num_views`` random views (None unless ``need``)."""
+        standard = ctx.logits_fn(self.teacher, ctx.inputs).softmax(1)
+        if not need:
+            return standard, None
+        total = 0
+        for _ in range(self.num_views):  # one forward each: BatchNorm sees one view's batch
+            total = total + ctx.logits_fn(self.teacher, self.random_view(ctx.inputs))
+        return standard, (total / self.num_views).softmax(1)
 
     def _teacher_views(self, ctx: StepContext, size: tuple | None) -> tuple[Tensor, Tensor]:
         """The teacher's probabilities on the input as it is, and averaged over all views."""
@@ -160,7 +242,11 @@ class CoTTA(BaseTTAMethod):
         if logits.dim() == 4:
             logits = F.interpolate(logits, size=label.shape[1:], mode='bilinear',
                                    align_corners=False)
-        per_pos = F.cross_entropy(logits, label, reduction='none')
+        if self.label == 'hard':
+            per_pos = F.cross_entropy(logits, label, reduction='none')
+        else:
+            per_pos = _soft_cross_entropy(logits, ctx.state['cotta_probs'],
+                                          symmetric=self.label == 'symmetric')
         valid = out.valid
         if valid is not None and valid.shape != per_pos.shape:
             valid = F.interpolate(valid[:, None].float(), size=per_pos.shape[1:]
@@ -195,9 +281,33 @@ def _frozen_copy(model: nn.Module, method: BaseTTAMethod) -> nn.Module:
             memo[id(value)] = value
     clone = copy.deepcopy(model, memo)
     clone.eval()
+    if method.batch_stats:  # as the reference's classification code, whose copies share it
+        use_batch_statistics(clone)
     for p in clone.parameters():
         p.requires_grad_(False)
     return clone
+
+
+def _pixel_statistics(model: nn.Module) -> tuple[Tensor, Tensor]:
+    """(1, C, 1, 1) ``mean`` and ``std`` that the model's data preprocessor normalises
+    [0, 255] pixels with (0 and 1 when it does not normalise)."""
+    preprocessor = getattr(model, 'data_preprocessor', None)
+    mean, std = getattr(preprocessor, 'mean', None), getattr(preprocessor, 'std', None)
+    if mean is None or std is None:
+        return torch.zeros(1, 1, 1, 1), torch.ones(1, 1, 1, 1)
+    return (mean.detach().float().cpu().view(1, -1, 1, 1),
+            std.detach().float().cpu().view(1, -1, 1, 1))
+
+
+def _soft_cross_entropy(logits: Tensor, target: Tensor, symmetric: bool) -> Tensor:
+    """``-sum_c target_c log softmax(logits)_c`` per position, (N, *); ``symmetric`` averages
+    it with ``-sum_c softmax(logits)_c log target_c``."""
+    log_student = logits.log_softmax(1)
+    loss = -(target * log_student).sum(1)
+    if symmetric:
+        reverse = -(log_student.exp() * target.clamp_min(1e-12).log()).sum(1)
+        loss = 0.5 * loss + 0.5 * reverse
+    return loss
 
 
 def _upsampled(logits: Tensor, size: tuple | None) -> Tensor:
