@@ -8,6 +8,9 @@ Layouts (Hendrycks & Dietterich, ICLR 2019):
   N x 32 x 32 x 3, RGB), severities 1 to 5 one after another (10,000 each), and
   ``<root>/labels.npy``.
 
+:class:`NumpyClsDataset` reads a clean split kept as two arrays (``images.npy``, ``labels.npy``),
+the source data of the embedded Digits-C benchmark.
+
 ``num_images`` keeps the first N images of the domain in a seeded shuffle of it (``seed``), the
 way the 5,000-image ImageNet-C benchmarks subsample; ``None`` keeps all, in file order.
 """
@@ -20,7 +23,7 @@ import numpy as np
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
-__all__ = ['CORRUPTIONS', 'CIFARCDataset', 'ImageNetCDataset']
+__all__ = ['CORRUPTIONS', 'CIFARCDataset', 'ImageNetCDataset', 'NumpyClsDataset']
 
 #: The 15 corruptions of the benchmarks, in their usual order.
 CORRUPTIONS = ('gaussian_noise', 'shot_noise', 'impulse_noise', 'defocus_blur', 'glass_blur',
@@ -134,3 +137,41 @@ class CIFARCDataset(BaseDataset):
         keep = _subset(per, self.num_images, self.seed)
         return [dict(img=np.ascontiguousarray(images[start + i]), gt_label=int(labels[i]))
                 for i in keep]
+
+
+@DATASETS.register_module()
+class NumpyClsDataset(BaseDataset):
+    """Images and labels kept as two ``.npy`` arrays (N x H x W x 3 uint8 RGB, and N ints).
+
+    Args:
+        data_root (str): The folder holding the arrays.
+        images (str): File name of the images. Defaults to ``'images.npy'``.
+        labels (str): File name of the labels. Defaults to ``'labels.npy'``.
+        num_classes (int): Labels must lie below it. Defaults to 10.
+        **kwargs: ``pipeline``, ``test_mode``, ... of mmpretrain's ``BaseDataset``.
+    """
+
+    def __init__(self, data_root: str, images: str = 'images.npy', labels: str = 'labels.npy',
+                 num_classes: int = 10, **kwargs) -> None:
+        self.images_file, self.labels_file, self.num_classes = images, labels, num_classes
+        kwargs.setdefault('metainfo', dict(classes=tuple(str(i) for i in range(num_classes))))
+        super().__init__(ann_file='', data_root=data_root, **kwargs)
+
+    def load_data_list(self) -> list[dict]:
+        images_path = osp.join(self.data_root, self.images_file)
+        labels_path = osp.join(self.data_root, self.labels_file)
+        for path in (images_path, labels_path):
+            if not osp.isfile(path):
+                raise FileNotFoundError(f'array data set file not found: {path}')
+        images, labels = np.load(images_path), np.load(labels_path)
+        if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
+            raise ValueError(f'{images_path}: expected N x H x W x 3 uint8 images, got '
+                             f'{images.shape} {images.dtype}')
+        if labels.shape != (len(images), ):
+            raise ValueError(f'{labels_path}: {labels.shape} labels for {len(images)} images')
+        bad = labels[(labels < 0) | (labels >= self.num_classes)]
+        if bad.size:
+            raise ValueError(f'{labels_path}: labels {sorted(set(bad.tolist()))[:10]} outside '
+                             f'the {self.num_classes} classes')
+        return [dict(img=np.ascontiguousarray(img), gt_label=int(label))
+                for img, label in zip(images, labels)]

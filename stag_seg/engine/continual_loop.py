@@ -55,7 +55,8 @@ class ContinualTestLoop(TestLoop):
         rounds (int): How many times the stream repeats. Defaults to 1.
         episodic (bool): Reset to the source model before each domain. Defaults to False.
         domain_key (str): The dataset argument a domain name sets. Defaults to
-            ``'condition'`` (``ACDCDataset``).
+            ``'condition'`` (``ACDCDataset``). A dotted path reaches into a wrapped data set:
+            ``'datasets.0.corruption'`` for a ``StreamDataset`` around a ``CIFARCDataset``.
         metric_key (str): The evaluator's key of the headline metric; ``'mIoU'`` or
             ``'accuracy/top1'``. Defaults to ``'mIoU'``.
         progress (bool): Show a progress bar (images/s, running metric). Defaults to True.
@@ -155,7 +156,7 @@ class ContinualTestLoop(TestLoop):
                             'config dict; give each domain a full `dataloader` instead')
         cfg = copy.deepcopy(template)
         if isinstance(domain, str):
-            cfg['dataset'][domain_key] = domain
+            _set_key(cfg['dataset'], domain_key, domain)
             return domain, cfg
         if not isinstance(domain, dict) or 'name' not in domain:
             raise TypeError(f'each entry of test_cfg.domains must be a name or a dict with a '
@@ -551,6 +552,28 @@ class ContinualTestLoop(TestLoop):
         paths.append(env_path)
         print_log('results written to ' + ', '.join(osp.basename(p) for p in paths) + ' in '
                   + self.runner.work_dir, logger='current')
+
+
+def _set_key(cfg: dict, path: str, value) -> None:
+    """``cfg[a][b]... = value`` for the dotted ``path`` ``'a.b...'`` (list items by index)."""
+    *parents, last = path.split('.')
+    node = cfg
+    for i, key in enumerate(parents + [last]):
+        where = '.'.join((parents + [last])[:i + 1])
+        if isinstance(node, (list, tuple)):
+            if not key.isdigit() or int(key) >= len(node):
+                raise KeyError(f'test_cfg.domain_key {path!r}: no item {key!r} at {where!r} '
+                               f'(a list of {len(node)})')
+            key = int(key)
+        elif not isinstance(node, dict):
+            raise KeyError(f'test_cfg.domain_key {path!r}: {where!r} is not inside a dict')
+        if i == len(parents):
+            node[key] = value
+        else:
+            if isinstance(node, dict) and key not in node:
+                raise KeyError(f'test_cfg.domain_key {path!r}: the dataset config has no '
+                               f'{where!r}')
+            node = node[key]
 
 
 #: Layout version of the ``--resume`` state files.

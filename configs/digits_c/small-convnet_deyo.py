@@ -1,0 +1,5 @@
+# Digits-C with DeYO (patch-shuffled view, entropy and PLPD selection).
+_base_ = [
+    './small-convnet_source.py', '../_base_/tta/deyo.py', '../_base_/schedules/digits_sgd.py'
+]
+model = dict(tta_method={{_base_.tta_method}}, adapt_optim_wrapper={{_base_.adapt_optim_wrapper}})
