@@ -198,3 +198,17 @@ def test_the_benchmark_runs_a_method_with_stag_end_to_end(digits, digits_c, tmp_
     assert doc['method'] == 'EATA' and doc['regularizers'] == ['STAG']
     assert 0 <= bench.error(doc) <= 100
     assert osp.isfile(tmp_path / 'batch1/eata_stag_fisher/seed0/tta_results.json')
+
+
+def test_the_table_averages_seeds_and_gives_the_change_stag_makes():
+    bench = _tool('run_cls_benchmark')
+    results = {'continual': {
+        'source': [dict(seed=0, error=20.0), dict(seed=1, error=22.0)],
+        'tent': [dict(seed=0, error=30.0), dict(seed=1, error=34.0)],
+        'tent_stag': [dict(seed=0, error=25.0), dict(seed=1, error=25.0)]}}
+    args = argparse.Namespace(settings=['continual'], seeds=[0, 1], severity=5)
+    table = bench.markdown(results, [bench.RUNS[0], bench.RUNS[1]], args)
+    rows = {line.split(' | ')[0].strip('| '): line for line in table.splitlines()}
+    assert '| 21.00 ± 1.41 |  | 21.00 |  |' in rows['Source']
+    assert '| 32.00 ± 2.83 | 25.00 ± 0.00 (-7.00) | 32.00 | 25.00 |' in rows['Tent']
+    assert 'seeds 0, 1' in table

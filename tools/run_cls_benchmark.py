@@ -2,7 +2,7 @@
 
     python tools/run_cls_benchmark.py [--settings continual label_shift batch1 mixed]
                                       [--methods source tent ...] [--seeds 0 1 2]
-                                      [--out work_dirs/demo_cls]
+                                      [--with-logit] [--out work_dirs/demo_cls]
 
 The settings (the continual protocol and the three "wild" ones of SAR, Niu et al. ICLR 2023),
 all over the 15 corruptions of ``configs/_base_/datasets/digits_c.py``:
@@ -39,6 +39,8 @@ from mmengine.runner import Runner
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(ROOT, 'configs/digits_c/small-convnet_{}.py')
 SETTINGS = ('continual', 'label_shift', 'batch1', 'mixed')
+#: The row ``--with-logit`` adds after Tent: STAG's logit reading with lambda 4.
+LOGIT_ROW = ('Tent, STAG logit λ=4', 'tent', 'tent_stag_logit')
 #: (row name, config suffix without STAG, with STAG or None)
 RUNS = [
     ('Source', 'source', None),
@@ -55,6 +57,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--methods', nargs='+', help='config suffixes without _stag '
                         f'(default: {" ".join(r[1] for r in RUNS)})')
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
+    parser.add_argument('--with-logit', action='store_true',
+                        help='add a row: Tent + STAG in the logit reading, lambda 4')
     parser.add_argument('--batch1-images', type=int, default=100,
                         help='images per corruption in the batch-1 setting (default 100)')
     parser.add_argument('--severity', type=int, default=5)
@@ -132,7 +136,8 @@ def main() -> None:
     for path in (args.data_root, osp.join(args.source_root, 'train')):
         if not osp.isdir(path):
             raise SystemExit(f'no {path}: run `make demo-cls-data` first')
-    runs = [r for r in RUNS if not args.methods or r[1] in args.methods]
+    runs = RUNS[:2] + [LOGIT_ROW] + RUNS[2:] if args.with_logit else RUNS
+    runs = [r for r in runs if not args.methods or r[1] in args.methods]
     results: dict = {}
     start = time.time()
     for setting in args.settings:
@@ -141,6 +146,8 @@ def main() -> None:
                 if name is None:
                     continue
                 for seed in args.seeds:
+                    if any(r['seed'] == seed for r in results.get(setting, {}).get(name, [])):
+                        continue  # a run two rows share
                     t0 = time.time()
                     doc = run(name, setting, seed, args)
                     results.setdefault(setting, {}).setdefault(name, []).append(
