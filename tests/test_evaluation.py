@@ -38,6 +38,23 @@ def test_a_missing_metric_key_names_what_the_evaluator_returned():
     assert record['accuracy'] == 75.0
 
 
+def test_accuracy_results_also_report_the_error(tmp_path):
+    from stag_seg.evaluation import write_results
+    results = StreamResults('accuracy', 1, ['fog', 'snow'], metric_key='accuracy/top1')
+    results.add(1, 'fog', 4, {'accuracy/top1': 75.0}, 1.0)
+    results.add(1, 'snow', 4, {'accuracy/top1': 50.0}, 1.0)
+    assert [r['error'] for r in results.records] == [25.0, 50.0]
+    assert results.summary_metrics()['mean/error'] == 37.5
+    doc = results.to_dict(method='Tent', regularizers=[], config=None, checkpoint=None, seed=0)
+    assert doc['mean_error'] == 37.5
+    write_results(doc, str(tmp_path))
+    rows = (tmp_path / 'tta_results.csv').read_text().splitlines()
+    assert rows[0] == 'round,domain,num_samples,accuracy,error,seconds'
+    assert rows[2] == '1,snow,4,50.0000,50.0000,1.000'
+    assert 'mean accuracy: 62.50 (error 37.50)' in (tmp_path / 'tta_results.md').read_text()
+    assert 'error' not in _doc('Tent', [1.0, 2.0, 3.0, 4.0])['records'][0]
+
+
 def test_the_table_of_one_run_has_a_row_per_round_and_the_means():
     doc = _doc('Tent', [10.0, 20.0, 30.0, 40.0])
     lines = format_records(doc['records'], 'mIoU').splitlines()

@@ -58,6 +58,8 @@ class StreamResults:
         record = dict(round=round_idx, domain=domain, num_samples=num_samples,
                       **{self.metric: float(metrics[key])})
         record.update({k: _jsonable(v) for k, v in metrics.items() if k != key})
+        if self.metric == 'accuracy':  # the corruption benchmarks report the error
+            record['error'] = 100.0 - record['accuracy']
         record['seconds'] = seconds
         self.records.append(record)
         self.seconds += seconds
@@ -77,6 +79,7 @@ class StreamResults:
         doc = dict(meta)
         doc.update(metric=self.metric, rounds=self.rounds, domains=list(self.domains),
                    records=self.records, mean=self.mean,
+                   **({'mean_error': 100.0 - self.mean} if self.metric == 'accuracy' else {}),
                    images_per_s=self.num_samples / self.seconds if self.seconds else 0.0)
         doc.setdefault('versions', versions())
         return {k: doc[k] for k in RESULTS_KEYS if k in doc} | {
@@ -87,6 +90,8 @@ class StreamResults:
         out = {f'r{r["round"]}/{r["domain"]}/{self.metric}': r[self.metric]
                for r in self.records}
         out[f'mean/{self.metric}'] = self.mean
+        if self.metric == 'accuracy':
+            out['mean/error'] = 100.0 - self.mean
         return out
 
 

@@ -47,16 +47,21 @@ def write_results(doc: dict, out_dir: str, stem: str = 'tta_results') -> list[st
         json.dump(doc, f, indent=2)
     with open(base + '.csv', 'w', newline='') as f:
         writer = csv.writer(f)
-        writer.writerow(['round', 'domain', 'num_samples', metric, 'seconds'])
+        error = metric == 'accuracy'
+        writer.writerow(['round', 'domain', 'num_samples', metric] + ['error'] * error
+                        + ['seconds'])
         for rec in doc['records']:
             writer.writerow([rec['round'], rec['domain'], rec['num_samples'],
-                             f'{rec[metric]:.4f}', f'{rec.get("seconds", 0.0):.3f}'])
+                             f'{rec[metric]:.4f}'] + [f'{100.0 - rec[metric]:.4f}'] * error
+                            + [f'{rec.get("seconds", 0.0):.3f}'])
     with open(base + '.md', 'w') as f:
         f.write(f'# {_run_name(doc)}: {metric} along the stream\n\n')
         f.write(f'config: `{doc["config"]}`, checkpoint: `{doc["checkpoint"]}`, seed: '
                 f'{doc["seed"]}\n\n')
         f.write(format_records(doc['records'], metric) + '\n\n')
-        f.write(f'mean {metric}: {doc["mean"]:.2f}; {doc["images_per_s"]:.2f} images/s\n')
+        error = f' (error {100.0 - doc["mean"]:.2f})' if metric == 'accuracy' else ''
+        f.write(f'mean {metric}: {doc["mean"]:.2f}{error}; {doc["images_per_s"]:.2f} '
+                'images/s\n')
     plot_results([doc], base + '.png')
     return [base + ext for ext in ('.json', '.csv', '.md', '.png')]
 
