@@ -212,3 +212,28 @@ def test_the_table_averages_seeds_and_gives_the_change_stag_makes():
     assert '| 21.00 ± 1.41 |  | 21.00 |  |' in rows['Source']
     assert '| 32.00 ± 2.83 | 25.00 ± 0.00 (-7.00) | 32.00 | 25.00 |' in rows['Tent']
     assert 'seeds 0, 1' in table
+
+
+@pytest.mark.parametrize('family, norm_type', [('bn', torch.nn.BatchNorm2d),
+                                               ('ln', torch.nn.GroupNorm),
+                                               ('vit', torch.nn.LayerNorm)])
+def test_each_family_runs_with_its_committed_checkpoint(family, norm_type, digits, digits_c,
+                                                        tmp_path):
+    """--family swaps in the model and checkpoint of a normalization family; Tent + STAG adapts
+    its norm layers."""
+    from mmengine.runner import Runner
+    bench = _tool('run_cls_benchmark')
+    args = _args(digits_c[0], digits, str(tmp_path))
+    args.family = family
+    doc = bench.run('tent_stag', 'batch1', 0, args)
+    assert doc['checkpoint'].endswith(f'{bench.FAMILIES[family][1]}.pth')
+    assert len(doc['records']) == 15 and doc['regularizers'] == ['STAG']
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/digits_c',
+                                   f'{bench.FAMILIES[family][0]}.py'))
+    cfg.work_dir = str(tmp_path / 'build')
+    cfg.experiment_name = f'family_{family}'
+    model = Runner.from_cfg(cfg).model
+    norms = [m for m in model.modules() if isinstance(m, norm_type)]
+    assert norms
+    if family == 'ln':
+        assert all(m.num_groups == 1 for m in norms)

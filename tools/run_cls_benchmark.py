@@ -2,7 +2,8 @@
 
     python tools/run_cls_benchmark.py [--settings continual label_shift batch1 mixed]
                                       [--methods source tent ...] [--seeds 0 1 2]
-                                      [--with-logit] [--out work_dirs/demo_cls]
+                                      [--with-logit] [--family gn|bn|ln|vit]
+                                      [--out work_dirs/demo_cls]
 
 The settings (the continual protocol and the three "wild" ones of SAR, Niu et al. ICLR 2023),
 all over the 15 corruptions of ``configs/_base_/datasets/digits_c.py``:
@@ -20,6 +21,10 @@ Each run is ``configs/digits_c/small-convnet_<method>.py`` through MMEngine's ru
 The table gives the error (100 - top-1 accuracy, mean over the stream's domains) per setting,
 averaged over the seeds; ``table.{md,json}`` hold it with every seed's value. The seed sets
 the stream order, the batch-1 subset, and the methods' own randomness.
+
+``--family`` swaps the source model for the normalization-family comparison: SmallConvNet
+with BatchNorm (adding a Norm row) or LayerNorm, or a small ViT, each with its committed
+checkpoint (``configs/digits_c/*_train.py`` trained them).
 """
 from __future__ import annotations
 
@@ -39,6 +44,16 @@ from mmengine.runner import Runner
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(ROOT, 'configs/digits_c/small-convnet_{}.py')
 SETTINGS = ('continual', 'label_shift', 'batch1', 'mixed')
+#: ``--family``: the train config whose model replaces the configs' (backbone, neck, head and
+#: data preprocessor) and its committed checkpoint. ``gn`` is the configs' own model.
+FAMILIES = {
+    'gn': ('small-convnet_train', 'small-convnet_digits'),
+    'bn': ('small-convnet-bn_train', 'small-convnet-bn_digits'),
+    'ln': ('small-convnet-ln_train', 'small-convnet-ln_digits'),
+    'vit': ('vit-tiny_train', 'vit-tiny_digits'),
+}
+#: The row of the BatchNorm family: Norm (test-batch statistics).
+NORM_ROW = ('Norm', 'norm', None)
 #: The row ``--with-logit`` adds after Tent: STAG's logit reading with lambda 4.
 LOGIT_ROW = ('Tent, STAG logit λ=4', 'tent', 'tent_stag_logit')
 #: (row name, config suffix without STAG, with STAG or None)
@@ -57,6 +72,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--methods', nargs='+', help='config suffixes without _stag '
                         f'(default: {" ".join(r[1] for r in RUNS)})')
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
+    parser.add_argument('--family', choices=tuple(FAMILIES), default='gn',
+                        help='the source model: SmallConvNet with GroupNorm (gn, default), '
+                        'BatchNorm (bn) or LayerNorm (ln), or a small ViT (vit)')
     parser.add_argument('--with-logit', action='store_true',
                         help='add a row: Tent + STAG in the logit reading, lambda 4')
     parser.add_argument('--batch1-images', type=int, default=100,
@@ -106,6 +124,13 @@ def setting_config(cfg: Config, setting: str, seed: int, args: argparse.Namespac
 def run(name: str, setting: str, seed: int, args: argparse.Namespace) -> dict:
     """One run; returns its results document."""
     cfg = Config.fromfile(CONFIG.format(name))
+    family = getattr(args, 'family', 'gn')
+    if family != 'gn':
+        train_cfg, checkpoint = FAMILIES[family]
+        model = Config.fromfile(osp.join(ROOT, 'configs/digits_c', f'{train_cfg}.py')).model
+        for key in ('data_preprocessor', 'backbone', 'neck', 'head'):
+            cfg.model[key] = model.get(key)
+        cfg.load_from = f'checkpoints/{checkpoint}.pth'
     # Source has no optimizer: options for it apply to the adapting runs only
     options = {k: v for k, v in getattr(args, 'cfg_options', {}).items()
                if not k.startswith('model.adapt_optim_wrapper')
@@ -137,6 +162,8 @@ def main() -> None:
         if not osp.isdir(path):
             raise SystemExit(f'no {path}: run `make demo-cls-data` first')
     runs = RUNS[:2] + [LOGIT_ROW] + RUNS[2:] if args.with_logit else RUNS
+    if args.family == 'bn':  # test-batch statistics only mean something with BatchNorm
+        runs = runs[:1] + [NORM_ROW] + runs[1:]
     runs = [r for r in runs if not args.methods or r[1] in args.methods]
     results: dict = {}
     start = time.time()
@@ -160,7 +187,8 @@ def main() -> None:
     with open(osp.join(args.out, 'table.md'), 'w') as f:
         f.write(table + '\n')
     with open(osp.join(args.out, 'table.json'), 'w') as f:
-        json.dump(dict(settings=args.settings, seeds=args.seeds, severity=args.severity,
+        json.dump(dict(family=args.family, settings=args.settings, seeds=args.seeds,
+                       severity=args.severity,
                        batch1_images=args.batch1_images, minutes=(time.time() - start) / 60,
                        results=results), f, indent=2)
     print(f'written: {osp.join(args.out, "table.md")}, {osp.join(args.out, "table.json")} '
@@ -198,7 +226,11 @@ def markdown(results: dict, runs: list, args: argparse.Namespace) -> str:
         lines.append(f'| {label} | ' + ' | '.join(cells) + f' | {total} | {stag_total} |')
     seeds = ', '.join(map(str, args.seeds))
     lines.append('')
-    lines.append(f'Error (%, lower is better) on Digits-C (severity {args.severity}), mean over '
+    model = {'gn': 'SmallConvNet (GroupNorm)', 'bn': 'SmallConvNet (BatchNorm)',
+             'ln': 'SmallConvNet (LayerNorm)', 'vit': 'a small ViT (LayerNorm)'}[
+                 getattr(args, 'family', 'gn')]
+    lines.append(f'Error (%, lower is better) of {model} on Digits-C (severity {args.severity}), '
+                 'mean over '
                  f'the 15 corruptions and over seeds {seeds} (± standard deviation over seeds); '
                  '(+x.xx) is the change STAG makes.')
     return '\n'.join(lines)
