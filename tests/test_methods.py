@@ -10,7 +10,7 @@ from torch import nn
 
 from stag_seg.engine.adapt import StepContext, sam_ascend, sam_descend, sam_update
 from stag_seg.methods import (EATA, SAR, CoTTA, DeYO, collect_norm_params, patch_shuffle,
-                              unshuffle_patches)
+                              shuffle_patches_per_sample, unshuffle_patches)
 from stag_seg.models import TapOutput
 from stag_seg.stag import entropy
 
@@ -286,12 +286,53 @@ def test_deyo_selects_by_entropy_and_plpd_and_weighs_by_both():
     x = torch.randn(1, 3, 8, 8)
     logits = torch.randn(1, 5, 4, 4) * 4
     plpd = torch.linspace(-0.5, 0.9, 16).view(1, 4, 4)
-    method.plpd = lambda lg, ctx: plpd
+    method.plpd = lambda lg, ctx, candidates=None: plpd
     res = method.loss(_out(logits), StepContext(x, None, None))
     ent = entropy(logits)
     expected_mask = (ent < 0.5 * math.log(5)) & (plpd > 0.2)
     assert torch.equal(res.mask, expected_mask) and expected_mask.any()
     torch.testing.assert_close(res.weights, torch.exp(0.4 * math.log(5) - ent) + torch.exp(plpd))
+
+
+def test_deyo_shuffles_each_image_on_its_own():
+    x = torch.arange(3 * 1 * 4 * 4, dtype=torch.float32).view(3, 1, 4, 4).repeat(1, 2, 1, 1)
+    gen = torch.Generator().manual_seed(0)
+    out = shuffle_patches_per_sample(x, 2, gen)
+    for i in range(3):  # every image keeps its own patches (2x2 blocks), reordered
+        blocks = lambda t: sorted(t[0, a:a + 2, b:b + 2].flatten().tolist()  # noqa: E731
+                                  for a in (0, 2) for b in (0, 2))
+        assert blocks(out[i]) == blocks(x[i])
+        assert torch.equal(out[i, 0], out[i, 1])  # channels move together
+    offsets = {tuple((out[i, 0, ::2, ::2] - 16 * i).flatten().tolist()) for i in range(3)}
+    assert len(offsets) > 1  # not one permutation for the batch
+    gen.manual_seed(0)
+    assert torch.equal(shuffle_patches_per_sample(x, 2, gen), out)
+
+
+def test_deyo_forwards_the_view_of_entropy_candidates_only_for_classifiers():
+    """As in the reference: only samples that pass the entropy filter are shuffled and
+    forwarded; the others get PLPD -1 and are never selected."""
+    method = DeYO(optim_wrapper=OPT, patch_len=2, plpd_threshold=-0.5)
+    seen = []
+
+    def logits_fn(model, inp):
+        seen.append(inp.shape[0])
+        return inp.mean((2, 3)) * 0  # uniform on the view: PLPD = p_y(x) - 1/C
+
+    x = torch.randn(4, 3, 8, 8)
+    logits = torch.tensor([[9.0, 0, 0], [0, 0, 0], [0, 9.0, 0], [0.1, 0, 0]])
+    res = method.loss(_out(logits), StepContext(x, None, logits_fn))
+    candidates = entropy(logits) < 0.5 * math.log(3)
+    assert candidates.tolist() == [True, False, True, False]
+    assert seen == [2]
+    assert res.mask.tolist() == [True, False, True, False]
+    plpd = method.plpd(logits, StepContext(x, None, logits_fn), candidates)
+    probs = logits.softmax(1).max(1).values
+    torch.testing.assert_close(plpd[candidates], probs[candidates] - 1 / 3)
+    assert (plpd[~candidates] == -1).all()
+    seen.clear()
+    none = method.plpd(logits, StepContext(x, None, logits_fn), torch.zeros(4, dtype=torch.bool))
+    assert seen == [] and (none == -1).all()
 
 
 # ------------------------------------------------------------------------------------ CoTTA

@@ -1,7 +1,7 @@
 """TTA objectives. Each is registered in ``stag_seg.registry.TTA_METHODS``."""
 from .base import BaseTTAMethod, MethodLoss, build_method, valid_mean
 from .cotta import CoTTA
-from .deyo import DeYO, patch_shuffle, unshuffle_patches
+from .deyo import DeYO, patch_shuffle, shuffle_patches_per_sample, unshuffle_patches
 from .eata import EATA, estimate_fisher
 from .norm import Norm
 from .params import NORM_TYPES, collect_norm_params, norm_layers, use_batch_statistics
@@ -12,5 +12,6 @@ from .tent import Tent
 __all__ = [
     'BaseTTAMethod', 'CoTTA', 'DeYO', 'EATA', 'MethodLoss', 'NORM_TYPES', 'Norm', 'SAR',
     'Source', 'Tent', 'build_method', 'collect_norm_params', 'estimate_fisher', 'norm_layers',
-    'patch_shuffle', 'unshuffle_patches', 'use_batch_statistics', 'valid_mean',
+    'patch_shuffle', 'shuffle_patches_per_sample', 'unshuffle_patches', 'use_batch_statistics',
+    'valid_mean',
 ]

@@ -15,6 +15,10 @@ What is adapted: normalization-layer affine parameters, as in Tent. Per step:
 - weights ``reweight_ent * exp(e0 - H) + reweight_plpd * exp(PLPD)`` with ``e0 = 0.4 ln C``;
   loss ``mean(w * H)`` over the selected samples. No step when nothing is selected.
 
+For classification, as in the reference, only the samples that pass the entropy filter are
+shuffled and forwarded (so BatchNorm normalises the view with their statistics), each with its
+own permutation of the patches (or pixels).
+
 For segmentation (this implementation's reading) PLPD is per pixel. The patch grid is aligned
 with the decode head's resolution (each patch covers whole logit cells), and the augmented
 logits are un-shuffled back to the original layout, so each pixel's probability is compared
@@ -38,7 +42,7 @@ if TYPE_CHECKING:
     from ..engine.adapt import StepContext
     from ..models.tap import TapOutput
 
-__all__ = ['DeYO', 'patch_shuffle', 'unshuffle_patches']
+__all__ = ['DeYO', 'patch_shuffle', 'shuffle_patches_per_sample', 'unshuffle_patches']
 
 AUGS = ('patch', 'pixel')
 
@@ -103,11 +107,12 @@ class DeYO(Tent):
         margin = 0.5 * math.log(num_classes) if self.margin is None else self.margin
         e0 = 0.4 * math.log(num_classes) if self.e0 is None else self.e0
         ent = entropy(logits, dim=1)
-        with torch.no_grad():
-            plpd = self.plpd(logits.detach(), ctx)
-        selected = (ent.detach() < margin) & (plpd > self.plpd_threshold)
+        candidates = ent.detach() < margin
         if out.valid is not None:
-            selected &= out.valid
+            candidates &= out.valid
+        with torch.no_grad():
+            plpd = self.plpd(logits.detach(), ctx, candidates)
+        selected = candidates & (plpd > self.plpd_threshold)
         weights = (self.reweight_ent * torch.exp(e0 - ent.detach())
                    + self.reweight_plpd * torch.exp(plpd))
         loss = valid_mean(ent * weights, selected)
@@ -116,19 +121,30 @@ class DeYO(Tent):
         return MethodLoss(loss, mask=selected, weights=weights, stats=stats,
                           skip=not bool(selected.any()))
 
-    def plpd(self, logits: Tensor, ctx: StepContext) -> Tensor:
+    def plpd(self, logits: Tensor, ctx: StepContext, candidates: Tensor | None = None
+             ) -> Tensor:
         """``p_y(x) - p_y(x')`` per sample (N,) or per pixel (N, h, w).
 
-        Pixels outside the largest patch-aligned region of a dense map have no shuffled
-        counterpart; their PLPD is -1, so they are never selected.
+        For classifiers only the ``candidates`` (N,) (the entropy filter's samples; all when
+        None) are shuffled and forwarded; the others get -1. Pixels outside the largest
+        patch-aligned region of a dense map have no shuffled counterpart; their PLPD is -1 too,
+        so they are never selected.
         """
         probs = logits.softmax(1)
         pred = probs.argmax(1, keepdim=True)
         if logits.dim() == 2:
-            x_aug, _ = (patch_shuffle(ctx.inputs, self.patch_len, self.generator)
-                        if self.aug == 'patch' else _shuffle_pixels(ctx.inputs, self.generator))
+            plpd = torch.full_like(logits[:, 0], -1.0)
+            keep = (torch.ones_like(plpd, dtype=torch.bool) if candidates is None
+                    else candidates.to(torch.bool))
+            if not bool(keep.any()):
+                return plpd  # nothing passed the entropy filter: no forward of the view
+            x = ctx.inputs[keep]
+            x_aug = (shuffle_patches_per_sample(x, self.patch_len, self.generator)
+                     if self.aug == 'patch' else _shuffle_pixels_per_sample(x, self.generator))
             aug_probs = ctx.logits_fn(ctx.model, x_aug).softmax(1)
-            return (probs.gather(1, pred) - aug_probs.gather(1, pred)).squeeze(1)
+            pred = pred[keep]
+            plpd[keep] = (probs[keep].gather(1, pred) - aug_probs.gather(1, pred)).squeeze(1)
+            return plpd
         aug_probs = self._dense_aug_probs(logits.shape[2:], ctx)
         plpd = torch.full_like(logits[:, 0], -1.0)
         hh, ww = aug_probs.shape[2:]
@@ -178,6 +194,21 @@ def patch_shuffle(x: Tensor, patch_len: int, generator: torch.Generator
     return shuffled.permute(0, 3, 1, 4, 2, 5).reshape(n, c, ph * patch_len, pw * patch_len), perm
 
 
+def shuffle_patches_per_sample(x: Tensor, patch_len: int, generator: torch.Generator) -> Tensor:
+    """Cut (N, C, H, W) into ``patch_len x patch_len`` patches and shuffle them with a
+    permutation of its own for each image (DeYO's classification view). H and W are cropped
+    to multiples of ``patch_len``."""
+    n, c, h, w = x.shape
+    ph, pw = h // patch_len, w // patch_len
+    x = x[:, :, :ph * patch_len, :pw * patch_len]
+    patches = x.reshape(n, c, patch_len, ph, patch_len, pw).permute(0, 2, 4, 1, 3, 5)
+    patches = patches.reshape(n, patch_len * patch_len, c, ph, pw)
+    perm = torch.rand(n, patch_len * patch_len, generator=generator).argsort(1).to(x.device)
+    shuffled = patches[torch.arange(n, device=x.device)[:, None], perm]
+    shuffled = shuffled.reshape(n, patch_len, patch_len, c, ph, pw)
+    return shuffled.permute(0, 3, 1, 4, 2, 5).reshape(n, c, ph * patch_len, pw * patch_len)
+
+
 def unshuffle_patches(y: Tensor, perm: Tensor, patch_len: int) -> Tensor:
     """Invert :func:`patch_shuffle` on a map of the shuffled image (e.g. its logits)."""
     n, c, h, w = y.shape
@@ -204,10 +235,11 @@ def _shuffle_cells(x: Tensor, cells: tuple, generator: torch.Generator) -> tuple
     return shuffled.reshape_as(x), perm
 
 
-def _shuffle_pixels(x: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """Shuffle the pixels of (N, C, H, W) (one permutation for the batch)."""
-    perm = torch.randperm(x[0, 0].numel(), generator=generator).to(x.device)
-    return x.flatten(2)[:, :, perm].view_as(x), perm
+def _shuffle_pixels_per_sample(x: Tensor, generator: torch.Generator) -> Tensor:
+    """Shuffle the pixels of (N, C, H, W), each image with its own permutation."""
+    n, c = x.shape[:2]
+    perm = torch.rand(n, x[0, 0].numel(), generator=generator).argsort(1).to(x.device)
+    return x.flatten(2).gather(2, perm[:, None].expand(n, c, -1)).view_as(x)
 
 
 def _unshuffle_pixels(y: Tensor, perm: Tensor) -> Tensor:
