@@ -127,6 +127,36 @@ def test_tent_stag_changes_exactly_the_norm_affine_parameters(family):
     assert model.tta_method.last_stats.get('stag_loss') is not None
 
 
+@pytest.mark.parametrize('family, frozen', [
+    ('bn_resnet', ['backbone.layer4']),
+    ('ln_vit', ['backbone.layers.1', 'backbone.ln1']),
+])
+def test_sar_leaves_the_frozen_modules_alone(family, frozen):
+    """SAR's classification reading: the top of the network is not adapted."""
+    torch.manual_seed(0)
+    model = _build(_tiny_cfg(
+        family, type='TTAImageClassifier',
+        tta_method=dict(type='SAR', frozen_modules=frozen, e0=10.0),
+        adapt_optim_wrapper=dict(optimizer=dict(type='SGD', lr=1e-2, momentum=0.9))))
+    model.eval()
+    norms = [(n, m) for n, m in model.named_modules() if isinstance(m, NORM_TYPES)]
+    inside = {f'{n}.{p}' for n, m in norms for p in ('weight', 'bias')
+              if any(n == f or n.startswith(f + '.') for f in frozen)}
+    assert inside
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    model.test_step(_batch())
+    changed = {k for k, v in model.named_parameters() if not torch.equal(v, before[k])}
+    expected = {f'{n}.{p}' for n, m in norms for p in ('weight', 'bias')} - inside
+    assert changed == expected
+    assert set(model.tta_method.param_names) == expected
+    bad = _build(_tiny_cfg(
+        family, type='TTAImageClassifier',
+        tta_method=dict(type='SAR', frozen_modules=['backbone.layer9']),
+        adapt_optim_wrapper=dict(optimizer=dict(type='SGD', lr=1e-2))))
+    with pytest.raises(KeyError, match="no module 'backbone.layer9'"):
+        bad.test_step(_batch())
+
+
 # ------------------------------------------------------------------------------ the configs
 def _parts(path: str) -> tuple[str, str, bool, bool]:
     """(model, method, stag, fisher) from the name ``{model}_{method}[_stag][_fisher].py``."""

@@ -3,9 +3,10 @@
 Paper: Niu et al., "Towards Stable Test-Time Adaptation in Dynamic Wild World", ICLR 2023
 (https://arxiv.org/abs/2302.12400). Reference: https://github.com/mr-eggplant/SAR.
 
-What is adapted: normalization-layer affine parameters (the reference skips the top blocks of
-ResNets and ViTs for classification; for segmentation this implementation adapts all of them,
-like Tent). Per step (Eq. 2-5):
+What is adapted: normalization-layer affine parameters, all of them by default, like Tent. The
+reference's classification code leaves the top of the network alone (ResNet ``layer4``, ViT
+blocks 9-11 and the final norm); ``frozen_modules`` names such modules (by module-name prefix)
+and the ImageNet-C configs use it. Per step (Eq. 2-5):
 
 1. reliable samples: entropy ``H < e0`` (``e0 = 0.4 ln C``); loss ``mean(H)`` over them;
 2. SAM: gradient at ``w``, ascend to ``w + rho g/|g|``, forward the same batch again, keep the
@@ -22,10 +23,11 @@ For segmentation reliability is per pixel. STAG rides on both SAM losses with th
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from mmengine.dist import all_reduce, get_world_size
+from torch import nn
 
 from ..registry import TTA_METHODS
 from ..stag.entropy import entropy
@@ -49,6 +51,9 @@ class SAR(Tent):
         reset_threshold (float): Reset to the source when the moving average of the second
             loss falls below it. Defaults to 0.2.
         ema_momentum (float): Weight of the old value in that average. Defaults to 0.9.
+        frozen_modules (Sequence[str]): Names of modules (``'backbone.layer4'``) whose
+            normalization layers are not adapted; a name covers the modules inside it.
+            Defaults to () (adapt every normalization layer).
         **kwargs: ``optim_wrapper`` (the base optimizer, SGD with momentum 0.9 in the paper),
             ``regularizers``.
     """
@@ -60,10 +65,15 @@ class SAR(Tent):
                  rho: float = 0.05,
                  reset_threshold: float = 0.2,
                  ema_momentum: float = 0.9,
+                 frozen_modules: Sequence[str] = (),
                  **kwargs) -> None:
         super().__init__(loss='entropy', **kwargs)
         if rho <= 0:
             raise ValueError(f'SAR.rho must be > 0, got {rho}')
+        if isinstance(frozen_modules, str):
+            raise TypeError(f'SAR.frozen_modules must be a list of module names, got the '
+                            f'string {frozen_modules!r}')
+        self.frozen_modules = tuple(frozen_modules)
         self.e0 = e0
         self.rho = rho
         self.reset_threshold = reset_threshold
@@ -73,8 +83,20 @@ class SAR(Tent):
         self.last_second: MethodLoss | None = None
 
     def __repr__(self) -> str:
-        return (f'SAR(e0={self.e0}, rho={self.rho}, reset_threshold={self.reset_threshold}, '
-                f'regularizers={self.regularizers})')
+        frozen = f', frozen_modules={list(self.frozen_modules)}' if self.frozen_modules else ''
+        return (f'SAR(e0={self.e0}, rho={self.rho}, reset_threshold={self.reset_threshold}'
+                f'{frozen}, regularizers={self.regularizers})')
+
+    def collect_params(self, model: nn.Module) -> tuple[list[nn.Parameter], list[str]]:
+        params, names = super().collect_params(model)
+        if not self.frozen_modules:
+            return params, names
+        modules = {name for name, _ in model.named_modules()}
+        missing = [m for m in self.frozen_modules if m not in modules]
+        if missing:
+            raise KeyError(f'SAR.frozen_modules: the model has no module {missing[0]!r}')
+        keep = [not any(n.startswith(m + '.') for m in self.frozen_modules) for n in names]
+        return ([p for p, k in zip(params, keep) if k], [n for n, k in zip(names, keep) if k])
 
     def margin(self, num_classes: int) -> float:
         return 0.4 * math.log(num_classes) if self.e0 is None else self.e0

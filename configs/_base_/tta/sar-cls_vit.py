@@ -1,0 +1,6 @@
+# SAR as its classification code runs on ViT-B/16: blocks 9-11 and the final norm are not
+# adapted (mr-eggplant/SAR, main.py: 'blocks.9', 'blocks.10', 'blocks.11' and 'norm.' skipped).
+_base_ = ['./sar.py']
+tta_method = dict(frozen_modules=[
+    'backbone.layers.9', 'backbone.layers.10', 'backbone.layers.11', 'backbone.ln1'
+])
