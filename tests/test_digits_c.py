@@ -142,14 +142,20 @@ def _args(data_root, source_root, out='unused'):
                               source_root=source_root, out=out, seeds=[0])
 
 
-def _stream(cfg, domain):
-    """The data set a domain of ``cfg``'s ContinualTestLoop reads, built as the loop does."""
-    from mmengine.registry import DATASETS, init_default_scope
+def _domain_loader(cfg, domain):
+    """``(name, dataloader config)`` of a domain of ``cfg``'s ContinualTestLoop."""
+    from mmengine.registry import init_default_scope
 
     from stag_seg.engine.continual_loop import ContinualTestLoop
     init_default_scope('mmpretrain')
-    _, loader = ContinualTestLoop._domain_spec(domain, cfg.test_dataloader.to_dict(),
-                                               cfg.test_cfg.get('domain_key', 'corruption'))
+    return ContinualTestLoop._domain_spec(domain, cfg.test_dataloader.to_dict(),
+                                          cfg.test_cfg.get('domain_key', 'corruption'))
+
+
+def _stream(cfg, domain):
+    """The data set a domain of ``cfg``'s ContinualTestLoop reads, built as the loop does."""
+    from mmengine.registry import DATASETS
+    _, loader = _domain_loader(cfg, domain)
     return DATASETS.build(loader['dataset']), loader['batch_size']
 
 
@@ -175,6 +181,11 @@ def test_the_four_settings_give_the_streams_they_name(digits, digits_c):
     assert batch == 64 and len(runs) == len(set(seen))  # one block per class
     data, batch = streams['batch1']
     assert batch == 1 and len(data) == 8
+    from mmengine.runner import Runner
+    cfg = bench.setting_config(base, 'batch1', 0, args)
+    _, loader_cfg = _domain_loader(cfg, cfg.test_cfg.domains[4])
+    batches = list(Runner.build_dataloader(loader_cfg, seed=0))
+    assert len(batches) == 8 and all(len(b['inputs']) == 1 for b in batches)
     data, batch = streams['mixed']
     assert batch == 64 and len(data) == 15 * 40
     sources = data.sources
