@@ -188,6 +188,7 @@ def test_the_four_settings_give_the_streams_they_name(digits, digits_c):
     assert len(batches) == 8 and all(len(b['inputs']) == 1 for b in batches)
     data, batch = streams['mixed']
     assert batch == 64 and len(data) == 15 * 40
+    assert [d.corruption for d in data.datasets] == list(CORRUPTIONS)
     sources = data.sources
     assert len(set(sources[:60])) > 10  # the corruptions interleave
     # the learning rate follows the batch at batch size 1 (SAR's rule: 2 * lr * bs / 64)

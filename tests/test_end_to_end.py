@@ -209,3 +209,15 @@ def test_show_dir_scalars_environment_and_tensorboard_of_a_tiny_run(tiny_run, ti
     assert 'test_tta.py' in env['command'] and env['versions']['torch'] == torch.__version__
     assert doc['environment']['device'] == 'cpu'
     assert osp.dirname(doc['config_dump']) == str(work_dir)
+
+
+@pytest.mark.parametrize('option, where', [
+    ('tta_method.e0=1.0', 'model.tta_method'),
+    ('fisher_data.num_images=10', 'model.tta_method.fisher_data'),
+    ('corruptions=[fog]', 'test_cfg.domains'),
+])
+def test_template_keys_on_the_command_line_are_refused_with_the_right_key(option, where):
+    proc = _test_tta(osp.join(ROOT, 'configs/imagenet_c/resnet50_eata_fisher.py'),
+                     '--cfg-options', option)
+    assert proc.returncode != 0
+    assert f'set {where}... instead' in proc.stderr

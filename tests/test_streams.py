@@ -98,6 +98,17 @@ def test_stream_dataset_reads_its_data_sets_in_the_order():
         StreamDataset([])
 
 
+@pytest.mark.parametrize('datasets, vary, match', [
+    ([dict(type='X'), dict(type='X')], dict(corruption=['fog']), 'exactly one data set config'),
+    ([dict(type='X')], dict(corruption=['fog'], severity=[1]), 'takes one key'),
+    ([dict(type='X')], dict(corruption='fog'), 'must be a non-empty list'),
+    ([dict(type='X')], dict(corruption=[]), 'must be a non-empty list'),
+])
+def test_bad_vary_settings_are_named(datasets, vary, match):
+    with pytest.raises(ValueError, match=match):
+        StreamDataset(datasets, vary=vary)
+
+
 def test_a_mixed_domain_runs_in_the_continual_loop(tiny_tree, tmp_path):
     """fog and night interleaved as one domain of ContinualTestLoop."""
     import json

@@ -103,8 +103,7 @@ def setting_config(cfg: Config, setting: str, seed: int, args: argparse.Namespac
     # within each corruption the order is a seeded shuffle, except under label shift
     order = 'class_sorted' if setting == 'label_shift' else 'mixed'
     if setting == 'mixed':  # one domain: every corruption, shuffled together
-        datasets = [dict(copy.deepcopy(loader.dataset), corruption=c) for c in corruptions]
-        test_cfg.domains = [dict(name='mixed', dataset=dict(datasets=datasets))]
+        test_cfg.domains = [dict(name='mixed', dataset=dict(vary=dict(corruption=corruptions)))]
     else:
         test_cfg.domain_key = 'datasets.0.corruption'
     if setting == 'batch1':

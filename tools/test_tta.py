@@ -54,7 +54,8 @@ def parse_args() -> argparse.Namespace:
 # Top-level keys the configs use as templates for model.* (``{{_base_.tta_method}}``); editing
 # them on the command line would change nothing, so it is refused with the right key.
 TEMPLATE_KEYS = {'tta_method': 'model.tta_method', 'adapt_optim_wrapper':
-                 'model.adapt_optim_wrapper', 'stag': 'model.tta_method.regularizers'}
+                 'model.adapt_optim_wrapper', 'stag': 'model.tta_method.regularizers',
+                 'fisher_data': 'model.tta_method.fisher_data', 'corruptions': 'test_cfg.domains'}
 
 
 def main() -> None:

@@ -88,6 +88,20 @@ def stream_order(num: int,
     return out
 
 
+def _expand(datasets: Sequence, vary: dict) -> list[dict]:
+    """One copy of the single data set config in ``datasets`` per value in ``vary``."""
+    if len(datasets) != 1 or not isinstance(datasets[0], dict):
+        raise ValueError('StreamDataset.vary needs exactly one data set config in datasets, '
+                         f'got {len(datasets)} data sets')
+    if len(vary) != 1:
+        raise ValueError(f'StreamDataset.vary takes one key, got {sorted(vary)}')
+    (key, values), = vary.items()
+    if isinstance(values, str) or not values:
+        raise ValueError(f'StreamDataset.vary[{key!r}] must be a non-empty list of values, got '
+                         f'{values!r}')
+    return [dict(datasets[0], **{key: value}) for value in values]
+
+
 def _labels(dataset: Dataset) -> list[int]:
     if hasattr(dataset, 'get_gt_labels'):
         return [int(v) for v in dataset.get_gt_labels()]
@@ -110,6 +124,9 @@ class StreamDataset(Dataset):
         seed (int): Its seed. Defaults to 0.
         alpha (float): Dirichlet concentration. Defaults to 0.1.
         num_slots (int, optional): Time slots of the Dirichlet order.
+        vary (dict, optional): ``{key: [v1, v2, ...]}`` with a single data set config in
+            ``datasets``: one data set per value, the config with ``key=value``, in that order
+            (``dict(corruption=[...15 names])`` mixes all corruptions). Defaults to None.
     """
 
     def __init__(self,
@@ -117,9 +134,12 @@ class StreamDataset(Dataset):
                  order: str = 'sequential',
                  seed: int = 0,
                  alpha: float = 0.1,
-                 num_slots: int | None = None) -> None:
+                 num_slots: int | None = None,
+                 vary: dict | None = None) -> None:
         if not datasets:
             raise ValueError('StreamDataset needs at least one data set')
+        if vary is not None:
+            datasets = _expand(datasets, vary)
         self.datasets = [DATASETS.build(d) if isinstance(d, dict) else d for d in datasets]
         self.sizes = [len(d) for d in self.datasets]
         self.offsets = np.cumsum([0] + self.sizes)
