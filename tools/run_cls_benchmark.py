@@ -36,6 +36,7 @@ import os
 import os.path as osp
 import statistics
 import time
+import warnings
 
 from mmengine.config import Config, DictAction
 from mmengine.logging import MMLogger
@@ -139,7 +140,10 @@ def run(name: str, setting: str, seed: int, args: argparse.Namespace) -> dict:
     cfg.work_dir = osp.join(args.out, setting, name, f'seed{seed}')
     cfg.experiment_name = f'{setting}_{name}_seed{seed}'
     cfg.log_level = 'WARNING'
-    runner = Runner.from_cfg(cfg)
+    with warnings.catch_warnings():
+        # every run builds a visualizer of the same name in this one process
+        warnings.filterwarnings('ignore', message='.*instance named of visualizer has been')
+        runner = Runner.from_cfg(cfg)
     runner.test()
     # one runner per run in this process: close its log file
     for handler in MMLogger.get_current_instance().handlers:
