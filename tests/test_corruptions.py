@@ -1,6 +1,7 @@
 """The ImageNet-C corruptions (stag_seg.datasets.corruptions) and tools/make_corrupted.py."""
 import functools
 import importlib
+import json
 import os
 import os.path as osp
 import sys
@@ -150,6 +151,110 @@ def test_blur_lengths_scale_with_the_image(corruption):
 
 
 # ------------------------------------------------------------------------------------------
+# the published tables, written out from make_imagenet_c.py and make_cifar_c.py
+# ------------------------------------------------------------------------------------------
+
+PUBLISHED = {
+    'gaussian_noise': ((.08, .12, .18, .26, .38), (.04, .06, .08, .09, .10)),
+    'shot_noise': ((60, 25, 12, 5, 3), (500, 250, 100, 75, 50)),
+    'impulse_noise': ((.03, .06, .09, .17, .27), (.01, .02, .03, .05, .07)),
+    'defocus_blur': (((3, .1), (4, .5), (6, .5), (8, .5), (10, .5)),
+                     ((.3, .4), (.4, .5), (.5, .6), (1, .2), (1.5, .1))),
+    'glass_blur': (((.7, 1, 2), (.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)),
+                   ((.05, 1, 1), (.25, 1, 1), (.4, 1, 1), (.25, 1, 2), (.4, 1, 2))),
+    'motion_blur': (((10, 3), (15, 5), (15, 8), (15, 12), (20, 15)),
+                    ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5))),
+    'zoom_blur': (((1, 1.11, .01), (1, 1.16, .01), (1, 1.21, .02), (1, 1.26, .02),
+                   (1, 1.31, .03)),
+                  ((1, 1.06, .01), (1, 1.11, .01), (1, 1.16, .01), (1, 1.21, .01),
+                   (1, 1.26, .01))),
+    'snow': (((.1, .3, 3, .5, 10, 4, .8), (.2, .3, 2, .5, 12, 4, .7),
+              (.55, .3, 4, .9, 12, 8, .7), (.55, .3, 4.5, .85, 12, 8, .65),
+              (.55, .3, 2.5, .85, 12, 12, .55)),
+             ((.1, .2, 1, .6, 8, 3, .95), (.1, .2, 1, .5, 10, 4, .9),
+              (.15, .3, 1.75, .55, 10, 4, .9), (.25, .3, 2.25, .6, 12, 6, .85),
+              (.3, .3, 1.25, .65, 14, 12, .8))),
+    'frost': (((1, .4), (.8, .6), (.7, .7), (.65, .7), (.6, .75)),
+              ((1, .2), (1, .3), (.9, .4), (.85, .4), (.75, .45))),
+    'fog': (((1.5, 2), (2, 2), (2.5, 1.7), (2.5, 1.5), (3, 1.4)),
+            ((.2, 3), (.5, 3), (.75, 2.5), (1, 2), (1.5, 1.75))),
+    'brightness': ((.1, .2, .3, .4, .5), (.05, .1, .15, .2, .3)),
+    'contrast': ((.4, .3, .2, .1, .05), (.75, .5, .4, .3, .15)),
+    # make_imagenet_c.py writes these in multiples of 244, make_cifar_c.py of 32
+    'elastic_transform': (tuple((244 * a, 244 * b, 244 * c) for a, b, c in (
+        (2, .7, .1), (2, .08, .2), (.05, .01, .02), (.07, .01, .02), (.12, .01, .02))),
+        tuple((32 * a, 32 * b, 32 * c) for a, b, c in (
+            (0, 0, .08), (.05, .2, .07), (.08, .06, .06), (.1, .04, .05), (.1, .03, .03)))),
+    'pixelate': ((.6, .5, .4, .3, .25), (.95, .9, .85, .75, .65)),
+    'jpeg_compression': ((25, 18, 15, 10, 7), (80, 65, 58, 50, 40)),
+}
+
+
+@pytest.mark.parametrize('corruption', CORRUPTIONS)
+def test_the_default_table_is_the_published_one(corruption):
+    imagenet, cifar = PUBLISHED[corruption]
+    for preset, expected in (('imagenet', imagenet), ('cifar', cifar)):
+        got = tuple(corruptions_module.corruption_params(corruption, preset, s)
+                    for s in range(1, 6))
+        np.testing.assert_allclose(np.array(got, dtype=np.float64),
+                                   np.array(expected, dtype=np.float64), rtol=1e-12)
+
+
+def test_the_monotone_table_changes_exactly_seven_entries_and_only_when_asked():
+    changed = []
+    for corruption in CORRUPTIONS:
+        for preset in CORRUPTION_PRESETS:
+            for severity in range(1, 6):
+                a = corruptions_module.corruption_params(corruption, preset, severity)
+                b = corruptions_module.corruption_params(corruption, preset, severity,
+                                                         table='monotone')
+                if a != b:
+                    changed.append((corruption, preset, severity))
+    assert sorted(changed) == sorted(corruptions_module.MONOTONE_CHANGES)
+    assert len(changed) == 7
+    img = _scene(3, 224, 224)  # glass blur at ImageNet severity 1: the tables differ
+    np.testing.assert_array_equal(corrupt(img, 'glass_blur', 1, rng=0),
+                                  corrupt(img, 'glass_blur', 1, rng=0, table='published'))
+    assert not np.array_equal(corrupt(img, 'glass_blur', 1, rng=0),
+                              corrupt(img, 'glass_blur', 1, rng=0, table='monotone'))
+    with pytest.raises(ValueError, match="table must be one of"):
+        corrupt(img, 'fog', 1, table='sorted')
+
+
+def _fake_frost_package(root, monkeypatch, value=200):
+    """An installed-looking ``imagecorruptions`` package holding flat frost photographs."""
+    folder = root / 'imagecorruptions' / 'frost'
+    folder.mkdir(parents=True)
+    (root / 'imagecorruptions' / '__init__.py').write_text(
+        'raise ImportError("importing the package is not allowed")\n')
+    for i, name in enumerate(corruptions_module.FROST_FILES):
+        photo = np.full((300 + 10 * i, 320, 3), (value, value - 20, value - 40), np.uint8)
+        cv2.imwrite(str(folder / name), photo)  # BGR on disk, as the reference's files
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.setattr(corruptions_module, '_frost_cache', {})
+    importlib.invalidate_caches()
+
+
+def test_frost_uses_the_reference_photographs_when_installed(tmp_path, monkeypatch):
+    img = _scene(4, 224, 224)
+    assert corruptions_module.frost_source('auto') in ('photos', 'procedural')
+    monkeypatch.setattr(corruptions_module, '_FROST_PACKAGE', 'no_such_frost_package')
+    assert corruptions_module.frost_source('auto') == 'procedural'
+    with pytest.raises(ModuleNotFoundError, match=r"stag_seg\[frost\]"):
+        corrupt(img, 'frost', 3, rng=0, frost='photos')
+    monkeypatch.setattr(corruptions_module, '_FROST_PACKAGE', 'imagecorruptions')
+    _fake_frost_package(tmp_path, monkeypatch)
+    assert corruptions_module.frost_source('auto') == 'photos'
+    out = corrupt(img, 'frost', 3, rng=0)  # found without importing the package
+    a, b = corruptions_module.corruption_params('frost', 'imagenet', 3)
+    # a flat photograph (up to JPEG noise): a * x + b * frost, frost in RGB (files are BGR)
+    expected = np.clip(a * img.astype(np.float64) + b * np.array([160., 180., 200.]), 0, 255)
+    assert np.abs(out.astype(np.float64) - expected).max() <= 2
+    procedural = corrupt(img, 'frost', 3, rng=0, frost='procedural')
+    assert not np.array_equal(out, procedural)
+
+
+# ------------------------------------------------------------------------------------------
 # corrupt(): severity orders the distortion
 # ------------------------------------------------------------------------------------------
 
@@ -176,11 +281,12 @@ SETTINGS = {'cifar-32x32': (32, 32, 'cifar', 6), 'cifar-48x40': (48, 40, 'cifar'
 
 @pytest.mark.parametrize('setting', SETTINGS)
 @pytest.mark.parametrize('corruption', [c for c in CORRUPTIONS if c != 'elastic_transform'])
-def test_distortion_grows_strictly_with_severity(corruption, setting):
+def test_distortion_grows_strictly_with_severity_in_the_monotone_table(corruption, setting):
     height, width, preset, count = SETTINGS[setting]
     measure = MEASURES.get(corruption, _mean_abs_diff)
     images = [_scene(10 + i, height, width) for i in range(count)]
-    levels = [np.mean([measure(img, corrupt(img, corruption, severity, rng=i, preset=preset))
+    levels = [np.mean([measure(img, corrupt(img, corruption, severity, rng=i, preset=preset,
+                                            table='monotone', frost='procedural'))
                        for i, img in enumerate(images)]) for severity in range(1, 6)]
     assert all(b > a for a, b in zip(levels, levels[1:])), np.round(levels, 3)
 
@@ -285,9 +391,9 @@ def test_make_corrupted_writes_the_imagenet_c_layout(image_folder, tmp_path):
     summary = tool.main(['--folder', str(image_folder), '--out', str(out), '--corruptions',
                          'fog', 'gaussian_noise', '--severities', '5', '1', '--workers', '1'])
     assert summary['inputs'] == 3 and summary['written'] == 12
-    assert _files(out) == sorted(f'{c}/{s}/{rel}' for c in ('fog', 'gaussian_noise')
-                                 for s in (1, 5) for rel in ('n01/a.JPEG', 'n01/b.png',
-                                                             'n02/c.jpg'))
+    assert _files(out) == sorted(['corruption_meta.json'] + [
+        f'{c}/{s}/{rel}' for c in ('fog', 'gaussian_noise') for s in (1, 5)
+        for rel in ('n01/a.JPEG', 'n01/b.png', 'n02/c.jpg')])
     with Image.open(out / 'fog/5/n01/a.JPEG') as img:
         assert img.format == 'JPEG' and img.size == (48, 40) and img.mode == 'RGB'
     with Image.open(out / 'fog/5/n01/b.png') as img:  # PNG is lossless: the exact result
@@ -311,8 +417,8 @@ def test_make_corrupted_writes_the_cifar_c_layout(tmp_path):
     args = ['--npy', str(tmp_path / 'images.npy'), '--labels', str(tmp_path / 'labels.npy'),
             '--out', str(out), '--workers', '1', '--seed', '3']
     summary = tool.main(args + ['--corruptions', 'snow', 'contrast'])
-    assert summary['written'] == 6 * 2 * 5 and _files(out) == ['contrast.npy', 'labels.npy',
-                                                               'snow.npy']
+    assert summary['written'] == 6 * 2 * 5 and _files(out) == [
+        'contrast.npy', 'corruption_meta.json', 'labels.npy', 'snow.npy']
     snow = np.load(out / 'snow.npy')
     assert snow.shape == (30, 32, 32, 3) and snow.dtype == np.uint8
     np.testing.assert_array_equal(np.load(out / 'labels.npy'), np.tile(labels, 5))
@@ -332,6 +438,13 @@ def test_make_corrupted_writes_the_cifar_c_layout(tmp_path):
     for name in ('contrast', 'fog', 'snow', 'labels'):
         np.testing.assert_array_equal(np.load(out / f'{name}.npy'),
                                       np.load(tmp_path / 'all' / f'{name}.npy'))
+    meta = json.loads((out / 'corruption_meta.json').read_text())
+    assert meta['table'] == 'published' and meta['frost'] in ('photos', 'procedural')
+    assert meta['corruptions'] == ['contrast', 'fog', 'snow'] and meta['seed'] == 3
+    # another table into the same folder would mix two benchmarks: refused
+    with pytest.raises(ValueError, match='records other settings'):
+        tool.main(args + ['--corruptions', 'brightness', '--table', 'monotone'])
+    assert not (out / 'brightness.npy').exists()
 
 
 def test_make_corrupted_refuses_to_overwrite_unless_asked(image_folder, tmp_path):
@@ -342,7 +455,7 @@ def test_make_corrupted_refuses_to_overwrite_unless_asked(image_folder, tmp_path
     with pytest.raises(FileExistsError, match='--overwrite'):
         tool.main(args)
     tool.main(args + ['--overwrite'])
-    assert len(_files(tmp_path / 'c')) == 3
+    assert len(_files(tmp_path / 'c')) == 3 + 1  # and corruption_meta.json
 
 
 def test_make_corrupted_input_errors_name_the_problem(tmp_path):

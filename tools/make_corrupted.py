@@ -11,7 +11,11 @@ Two modes, each writing the layout that its loader in ``stag_seg.datasets.corrup
 
 The corruptions are ``stag_seg.datasets.corruptions.corrupt``; their parameters follow the image
 size (``--preset auto``: the CIFAR table up to a 64 px short side, else the ImageNet one, scaled
-to the image). ImageNet-C corrupted the 224x224 centre crops of the validation images (resized
+to the image). ``--table published`` (default) is the reference scripts' parameter table;
+``--table monotone`` changes seven entries (see ``stag_seg.datasets.corruptions``). Frost blends
+the reference's photographs when ``imagecorruptions-imaug`` is installed (``--frost auto``),
+else a procedural texture. ``OUT/corruption_meta.json`` records the table, the preset, the
+frost source and the seed. ImageNet-C corrupted the 224x224 centre crops of the validation images (resized
 to 256 first): crop before running this if the benchmark should match. Images keep their name
 and format: PNG stays lossless, JPEG is written at ``--jpeg-quality`` without chroma
 subsampling (ImageNet-C itself was saved at quality 85). ``CIFARCDataset`` reads 32x32 images.
@@ -31,6 +35,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import os.path as osp
@@ -44,7 +49,8 @@ import numpy as np
 from PIL import Image
 
 from stag_seg.datasets.corrupted import CORRUPTIONS, IMAGE_SUFFIXES
-from stag_seg.datasets.corruptions import corrupt
+from stag_seg.datasets.corruptions import (CORRUPTION_TABLES, FROST_SOURCES, corrupt,
+                                           frost_source)
 
 SEVERITIES = (1, 2, 3, 4, 5)
 CHUNK_BYTES = 64 * 2 ** 20  # array mode: corrupted pixels one job returns at most
@@ -67,6 +73,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--seed', type=int, default=0, help='base seed of every image')
     parser.add_argument('--preset', default='auto', choices=('auto', 'imagenet', 'cifar'),
                         help='parameter table (default: by image size)')
+    parser.add_argument('--table', default='published', choices=CORRUPTION_TABLES,
+                        help="parameter table: the reference scripts' (published, default) or "
+                        'with seven entries changed so that distortion grows with severity '
+                        '(monotone)')
+    parser.add_argument('--frost', default='auto', choices=FROST_SOURCES,
+                        help='frost: the reference photographs of imagecorruptions-imaug when '
+                        'installed, else a procedural texture (auto, default), or either one')
     parser.add_argument('--workers', type=int, default=1, help='processes (default: 1)')
     parser.add_argument('--jpeg-quality', type=int, default=95,
                         help='quality of the JPEG files written in folder mode (default: 95)')
@@ -126,14 +139,15 @@ def list_folder(root: str) -> list[str]:
 
 def corrupt_file(job: tuple) -> int:
     """Read one image, write its corrupted versions; return how many."""
-    root, out, relpath, pairs, seed, preset, quality = job
+    root, out, relpath, pairs, seed, preset, quality, table, frost = job
     with Image.open(osp.join(root, relpath)) as img:
         image = np.asarray(img.convert('RGB'))
     jpeg = relpath.lower().endswith(('.jpg', '.jpeg'))
     for corruption, severity in pairs:
         try:
             result = corrupt(image, corruption, severity,
-                             image_rng(seed, corruption, severity, path_key(relpath)), preset)
+                             image_rng(seed, corruption, severity, path_key(relpath)), preset,
+                             table=table, frost=frost)
         except ValueError as exc:
             raise ValueError(f'{osp.join(root, relpath)}: {exc}') from None
         path = osp.join(out, corruption, str(severity), relpath)
@@ -155,7 +169,8 @@ def run_folder(args: argparse.Namespace, pairs: list[tuple[str, int]]) -> tuple[
                               'them or choose another --out')
     for path in existing:
         shutil.rmtree(path)
-    jobs = [(args.folder, args.out, rel, pairs, args.seed, args.preset, args.jpeg_quality)
+    jobs = [(args.folder, args.out, rel, pairs, args.seed, args.preset, args.jpeg_quality,
+             args.table, args.frost)
             for rel in images]
     print(f'Corrupting {len(images)} images of {args.folder} x {len(pairs)} '
           f'corruption/severity pairs into {args.out} with {args.workers} worker(s)', flush=True)
@@ -188,13 +203,13 @@ def load_arrays(images_path: str, labels_path: str) -> tuple[np.ndarray, np.ndar
 
 def corrupt_chunk(job: tuple) -> tuple[int, dict]:
     """Corrupt images ``start:stop`` of the array; return ``start`` and the results."""
-    images_path, start, stop, pairs, seed, preset = job
+    images_path, start, stop, pairs, seed, preset, table, frost = job
     images = np.load(images_path, mmap_mode='r')
     results = {}
     for corruption, severity in pairs:
         results[corruption, severity] = np.stack([
             corrupt(np.asarray(images[i]), corruption, severity,
-                    image_rng(seed, corruption, severity, i), preset)
+                    image_rng(seed, corruption, severity, i), preset, table=table, frost=frost)
             for i in range(start, stop)])
     return start, results
 
@@ -221,7 +236,8 @@ def run_arrays(args: argparse.Namespace, pairs: list[tuple[str, int]]) -> tuple[
     # about 8 jobs per worker for an even load, each returning at most CHUNK_BYTES
     chunk = max(1, min(-(-num // (8 * args.workers)),
                        CHUNK_BYTES // (len(pairs) * int(np.prod(shape)))))
-    jobs = [(args.npy, start, min(start + chunk, num), pairs, args.seed, args.preset)
+    jobs = [(args.npy, start, min(start + chunk, num), pairs, args.seed, args.preset,
+             args.table, args.frost)
             for start in range(0, num, chunk)]
     print(f'Corrupting {num} images of {args.npy} ({shape[0]}x{shape[1]}) x {len(pairs)} '
           f'corruption/severity pairs into {args.out} with {args.workers} worker(s)', flush=True)
@@ -275,21 +291,49 @@ def run_jobs(function, jobs: list, workers: int, total: int, per_result=None):
             pool.join()
 
 
+def merged_meta(args: argparse.Namespace, frost: str) -> dict:
+    """What ``OUT/corruption_meta.json`` will record: how the corrupted images were made,
+    merged with what an earlier run into the same ``--out`` recorded.
+
+    Raises:
+        ValueError: the earlier run used another table, preset, frost or seed (unless
+            ``--overwrite``): one folder would hold two benchmarks.
+    """
+    path = osp.join(args.out, 'corruption_meta.json')
+    meta = dict(table=args.table, preset=args.preset, frost=frost, seed=args.seed)
+    if osp.isfile(path):
+        with open(path) as f:
+            old = json.load(f)
+        clash = {k: (old[k], v) for k, v in meta.items() if k in old and old[k] != v}
+        if clash and not args.overwrite:
+            raise ValueError(f'{path} records other settings for the images already there: '
+                             f'{clash} (earlier, now); use another --out')
+        meta = dict(old, **meta)
+    meta['corruptions'] = sorted(set(meta.get('corruptions', [])) | set(args.corruptions))
+    meta['severities'] = sorted(set(meta.get('severities', [])) | set(args.severities))
+    return meta
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     pairs = [(c, s) for c in args.corruptions for s in args.severities]
+    frost = frost_source(args.frost)  # fails before any work when the photos are missing
+    meta = merged_meta(args, frost)
     start = time.perf_counter()
     inputs, written = (run_folder if args.folder else run_arrays)(args, pairs)
     seconds = time.perf_counter() - start
+    with open(osp.join(args.out, 'corruption_meta.json'), 'w') as f:
+        json.dump(meta, f, indent=2)
     print(f'Done: {written} corrupted images ({inputs} inputs x {len(args.corruptions)} '
           f'corruptions x {len(args.severities)} severities) in {seconds:.1f} s '
           f'({written / max(seconds, 1e-6):.1f} img/s) under {args.out}')
     return dict(inputs=inputs, written=written, seconds=round(seconds, 2),
-                corruptions=args.corruptions, severities=args.severities)
+                corruptions=args.corruptions, severities=args.severities, table=args.table,
+                frost=frost)
 
 
 if __name__ == '__main__':
     try:
         main()
-    except (OSError, ValueError) as exc:  # FileExistsError, FileNotFoundError, bad images
+    except (OSError, ValueError, ModuleNotFoundError) as exc:  # bad files, missing frost photos
         sys.exit(f'error: {exc}')

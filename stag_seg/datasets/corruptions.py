@@ -24,9 +24,14 @@ Differences from the reference scripts:
   ``MotionBlurImage``, of the same shape (a one-sided half-Gaussian of ``2 * ceil(radius) + 1``
   taps along the angle, edge pixels repeated at the border), each tap spread bilinearly over
   its four nearest pixels instead of rounded to one;
-- frost: the reference's six frost photographs are not available; a procedural ice texture
-  (mottled haze and feathery blue-white crystals) takes their place, blended with the
-  published weights; as in the reference, CIFAR's crops come from photographs shrunk 5 times;
+- frost: the reference blends one of its frost photographs (a random crop of one of the first
+  five; its ``randint(5)`` never picks the sixth). With ``frost='auto'`` (default) or
+  ``'photos'`` those photographs are read from the files of the PyPI package
+  ``imagecorruptions-imaug`` (Apache-2.0; ``pip install 'stag_seg[frost]'``) without importing
+  it (it imports numba); they are resized with the image as every other length is (by ``s``;
+  CIFAR's crops come from photographs shrunk 5 times, as in its script). Without the package,
+  ``'auto'`` falls back to a procedural ice texture (mottled haze and feathery blue-white
+  crystals) blended with the published weights; :func:`frost_source` says which one is used;
 - glass blur keeps what the reference's pixel "swap" does on numpy arrays: both sides of
   ``x[h, w], x[h', w'] = x[h', w'], x[h, w]`` are views, so each pixel is *copied* from a
   random neighbour (bottom-right to top-left, in place), not exchanged;
@@ -34,17 +39,21 @@ Differences from the reference scripts:
   reference truncated (``np.uint8``), half a grey level darker on average;
 - fog's plasma fractal is periodic, tiled where the image is larger than the map; linear
   warps go through OpenCV, which places samples to 1/32 px;
-- tables changed where the distortion did not grow with severity (measured on synthetic
-  images by the mean absolute difference to the clean image, averaged over seeds):
-  ``glass_blur`` ImageNet severity 1 (.7, 1, 2) -> (.7, 1, 1) and 3 (1, 2, 3) -> (1, 2, 2),
-  CIFAR severity 2 (.25, 1, 1) -> (.8, 1, 1), 3 (.4, 1, 1) -> (.4, 1, 2) and 5 (.4, 1, 2) ->
-  (.4, 1, 3) (a sigma below .3 does nothing on 8-bit images, so CIFAR's severities 1 and 2 were
-  one corruption, and a small blur undoes part of the shuffle, so more blur meant less
-  distortion); ``motion_blur`` CIFAR severity 4 (8, 2) -> (8, 2.25) (taps past 12 weigh below
-  1e-8 at sigma 2, so it equalled severity 3); ``snow`` ImageNet severity 2 flake mean
-  .2 -> .15 (it distorted more than severity 3).
 
-Kept although not monotone in that measure, because a better one applies: ``frost`` blends
+Tables: ``table='published'`` (default) is the reference scripts' parameters, the benchmark
+users compare against. ``table='monotone'`` is an opt-in that changes seven entries where the
+distortion did not grow with severity (measured on synthetic images by the mean absolute
+difference to the clean image, averaged over seeds): ``glass_blur`` ImageNet severity 1
+(.7, 1, 2) -> (.7, 1, 1) and 3 (1, 2, 3) -> (1, 2, 2), CIFAR severity 2 (.25, 1, 1) ->
+(.8, 1, 1), 3 (.4, 1, 1) -> (.4, 1, 2) and 5 (.4, 1, 2) -> (.4, 1, 3) (a sigma below .3 does
+nothing on 8-bit images, so CIFAR's severities 1 and 2 are one corruption, and a small blur
+undoes part of the shuffle, so more blur can mean less distortion); ``motion_blur`` CIFAR
+severity 4 (8, 2) -> (8, 2.25) (taps past 12 weigh below 1e-8 at sigma 2, so it equals severity
+3); ``snow`` ImageNet severity 2 flake mean .2 -> .15 (it distorted more than severity 3).
+The measure was taken on synthetic images: on natural photos, glass blur at ImageNet severity 1
+is not inverted by the published table, so the monotone table is no general correction.
+
+In the monotone table, ``frost`` blends
 image and frost (``a * x + b * frost``); the difference to the image shrinks with ``a`` where
 the frost is brighter than the image, while the image's share of the result, measured by the
 correlation with it, falls strictly as ``b / a`` grows in both tables. ``elastic_transform``
@@ -57,6 +66,7 @@ from __future__ import annotations
 import io
 import math
 import numbers
+import os
 from typing import Callable
 
 import cv2
@@ -65,7 +75,9 @@ from PIL import Image
 
 from .corrupted import CORRUPTIONS
 
-__all__ = ['CORRUPTION_PARAMS', 'CORRUPTION_PRESETS', 'corrupt', 'resolve_preset']
+__all__ = ['CORRUPTION_PARAMS', 'CORRUPTION_PRESETS', 'CORRUPTION_TABLES', 'FROST_SOURCES',
+           'MONOTONE_CHANGES', 'corrupt', 'corruption_params', 'frost_photos', 'frost_source',
+           'resolve_preset']
 
 #: Native image size (pixels) of each parameter table.
 CORRUPTION_PRESETS = {'imagenet': 224, 'cifar': 32}
@@ -75,9 +87,9 @@ AUTO_CIFAR_MAX_SIDE = 64
 _NATIVE_IMAGENET = 244  # make_imagenet_c.py writes its elastic table in multiples of 244
 _CIFAR = 32
 
-#: Per corruption and preset, the five severities' parameters: the published ones except
-#: where marked "changed" (see the module docstring). Each corruption's function names the
-#: fields in a comment.
+#: Per corruption and preset, the five severities' parameters of the published scripts
+#: (``make_imagenet_c.py``, ``make_cifar_c.py``). Each corruption's function names the fields
+#: in a comment.
 CORRUPTION_PARAMS: dict[str, dict[str, tuple]] = {
     'gaussian_noise': dict(imagenet=(.08, .12, .18, .26, .38),
                            cifar=(.04, .06, .08, .09, .10)),
@@ -85,19 +97,16 @@ CORRUPTION_PARAMS: dict[str, dict[str, tuple]] = {
     'impulse_noise': dict(imagenet=(.03, .06, .09, .17, .27), cifar=(.01, .02, .03, .05, .07)),
     'defocus_blur': dict(imagenet=((3, .1), (4, .5), (6, .5), (8, .5), (10, .5)),
                          cifar=((.3, .4), (.4, .5), (.5, .6), (1, .2), (1.5, .1))),
-    # changed: imagenet severities 1 and 3, cifar 2, 3 and 5
-    'glass_blur': dict(imagenet=((.7, 1, 1), (.9, 2, 1), (1, 2, 2), (1.1, 3, 2), (1.5, 4, 2)),
-                       cifar=((.05, 1, 1), (.8, 1, 1), (.4, 1, 2), (.25, 1, 2), (.4, 1, 3))),
-    # changed: cifar severity 4
+    'glass_blur': dict(imagenet=((.7, 1, 2), (.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)),
+                       cifar=((.05, 1, 1), (.25, 1, 1), (.4, 1, 1), (.25, 1, 2), (.4, 1, 2))),
     'motion_blur': dict(imagenet=((10, 3), (15, 5), (15, 8), (15, 12), (20, 15)),
-                        cifar=((6, 1), (6, 1.5), (6, 2), (8, 2.25), (9, 2.5))),
+                        cifar=((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5))),
     # (start, stop, step) of np.arange: the zoom factors averaged
     'zoom_blur': dict(imagenet=((1, 1.11, .01), (1, 1.16, .01), (1, 1.21, .02), (1, 1.26, .02),
                                 (1, 1.31, .03)),
                       cifar=((1, 1.06, .01), (1, 1.11, .01), (1, 1.16, .01), (1, 1.21, .01),
                              (1, 1.26, .01))),
-    # changed: imagenet severity 2
-    'snow': dict(imagenet=((.1, .3, 3, .5, 10, 4, .8), (.15, .3, 2, .5, 12, 4, .7),
+    'snow': dict(imagenet=((.1, .3, 3, .5, 10, 4, .8), (.2, .3, 2, .5, 12, 4, .7),
                            (.55, .3, 4, .9, 12, 8, .7), (.55, .3, 4.5, .85, 12, 8, .65),
                            (.55, .3, 2.5, .85, 12, 12, .55)),
                  cifar=((.1, .2, 1, .6, 8, 3, .95), (.1, .2, 1, .5, 10, 4, .9),
@@ -120,6 +129,83 @@ CORRUPTION_PARAMS: dict[str, dict[str, tuple]] = {
     'jpeg_compression': dict(imagenet=(25, 18, 15, 10, 7), cifar=(80, 65, 58, 50, 40)),
 }
 assert tuple(CORRUPTION_PARAMS) == CORRUPTIONS
+
+#: ``table='monotone'``: (corruption, preset, severity) -> the parameters that replace the
+#: published ones (see the module docstring).
+MONOTONE_CHANGES: dict[tuple[str, str, int], tuple] = {
+    ('glass_blur', 'imagenet', 1): (.7, 1, 1),
+    ('glass_blur', 'imagenet', 3): (1, 2, 2),
+    ('glass_blur', 'cifar', 2): (.8, 1, 1),
+    ('glass_blur', 'cifar', 3): (.4, 1, 2),
+    ('glass_blur', 'cifar', 5): (.4, 1, 3),
+    ('motion_blur', 'cifar', 4): (8, 2.25),
+    ('snow', 'imagenet', 2): (.15, .3, 2, .5, 12, 4, .7),
+}
+#: The parameter tables :func:`corrupt` offers.
+CORRUPTION_TABLES = ('published', 'monotone')
+#: Where frost comes from: the reference photographs when installed, else a texture.
+FROST_SOURCES = ('auto', 'photos', 'procedural')
+#: The photographs the reference draws from (``np.random.randint(5)``: the sixth is unused).
+FROST_FILES = ('frost1.png', 'frost2.png', 'frost3.png', 'frost4.jpg', 'frost5.jpg')
+_FROST_PACKAGE = 'imagecorruptions'  # the import name of imagecorruptions-imaug
+_frost_cache: dict[str, np.ndarray] = {}
+
+
+def corruption_params(corruption: str, preset: str, severity: int,
+                      table: str = 'published') -> tuple:
+    """The parameters of ``corruption`` at ``severity`` in ``preset``'s table."""
+    if table not in CORRUPTION_TABLES:
+        raise ValueError(f'table must be one of {CORRUPTION_TABLES}, got {table!r}')
+    published = CORRUPTION_PARAMS[corruption][preset][int(severity) - 1]
+    if table == 'monotone':
+        return MONOTONE_CHANGES.get((corruption, preset, int(severity)), published)
+    return published
+
+
+def frost_photos() -> str | None:
+    """The folder of the reference's frost photographs inside an installed
+    ``imagecorruptions-imaug``, found without importing the package; None when absent."""
+    import importlib.util
+    try:
+        spec = importlib.util.find_spec(_FROST_PACKAGE)
+    except (ImportError, ValueError):
+        return None
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        folder = os.path.join(location, 'frost')
+        if all(os.path.isfile(os.path.join(folder, f)) for f in FROST_FILES):
+            return folder
+    return None
+
+
+def frost_source(frost: str = 'auto') -> str:
+    """``'photos'`` or ``'procedural'``: what ``corrupt(..., frost=frost)`` blends in.
+
+    Raises:
+        ModuleNotFoundError: ``frost='photos'`` without ``imagecorruptions-imaug``.
+    """
+    if frost not in FROST_SOURCES:
+        raise ValueError(f'frost must be one of {FROST_SOURCES}, got {frost!r}')
+    if frost == 'procedural':
+        return 'procedural'
+    if frost_photos() is not None:
+        return 'photos'
+    if frost == 'photos':
+        raise ModuleNotFoundError(
+            "frost='photos' needs the reference's frost photographs from the package "
+            "imagecorruptions-imaug: pip install 'stag_seg[frost]' (or pip install --no-deps "
+            "imagecorruptions-imaug), or use frost='procedural'")
+    return 'procedural'
+
+
+def _frost_photo(index: int) -> np.ndarray:
+    """Photograph ``index`` of :data:`FROST_FILES` as (H, W, 3) float32 RGB in 0..255."""
+    name = FROST_FILES[index]
+    if name not in _frost_cache:
+        image = cv2.imread(os.path.join(frost_photos(), name), cv2.IMREAD_COLOR)
+        if image is None:
+            raise OSError(f'cannot read the frost photograph {name} of imagecorruptions-imaug')
+        _frost_cache[name] = image[..., ::-1].astype(np.float32)
+    return _frost_cache[name]
 
 
 # ------------------------------------------------------------------------------------------
@@ -377,11 +463,30 @@ def _snow(x, c, rng, scale):
     return x + layer + layer[::-1, ::-1]
 
 
-def _frost(x, c, rng, scale, preset):
+def _frost(x, c, rng, scale, preset, source='procedural'):
     # c: (image weight, frost weight); frost in 0..255
     unit = scale if preset == 'imagenet' else .2 * scale  # CIFAR: photographs shrunk 5 times
-    texture = _frost_texture(rng, x.shape[0], x.shape[1], unit)
+    height, width = x.shape[:2]
+    if source == 'photos':
+        texture = _photo_crop(rng, height, width, unit)
+    else:
+        texture = _frost_texture(rng, height, width, unit)
     return (c[0] * 255 * x + c[1] * texture) / 255
+
+
+def _photo_crop(rng: np.random.Generator, height: int, width: int, unit: float) -> np.ndarray:
+    """A random (height, width) crop of a random reference photograph resized by ``unit``
+    (and further, where it would be smaller than the image), float32 RGB 0..255."""
+    photo = _frost_photo(int(rng.integers(len(FROST_FILES))))
+    grow = max(unit, height / photo.shape[0], width / photo.shape[1])
+    if grow != 1:
+        size = (max(math.ceil(photo.shape[1] * grow), width),
+                max(math.ceil(photo.shape[0] * grow), height))
+        photo = cv2.resize(photo, size, interpolation=cv2.INTER_AREA if grow < 1
+                           else cv2.INTER_LINEAR)
+    top = int(rng.integers(photo.shape[0] - height + 1))
+    left = int(rng.integers(photo.shape[1] - width + 1))
+    return np.ascontiguousarray(photo[top:top + height, left:left + width])
 
 
 def _fog(x, c, rng, scale, preset):
@@ -533,7 +638,8 @@ def _check(image: np.ndarray, corruption: str, severity: int) -> None:
 
 
 def corrupt(image: np.ndarray, corruption: str, severity: int,
-            rng: np.random.Generator | int | None = None, preset: str = 'auto') -> np.ndarray:
+            rng: np.random.Generator | int | None = None, preset: str = 'auto',
+            table: str = 'published', frost: str = 'auto') -> np.ndarray:
     """Apply one ImageNet-C corruption at one severity.
 
     Args:
@@ -544,6 +650,11 @@ def corrupt(image: np.ndarray, corruption: str, severity: int,
             a seed, or None for a fresh unseeded generator. Defaults to None.
         preset (str): Parameter table, ``'imagenet'`` (224 px), ``'cifar'`` (32 px) or
             ``'auto'`` (``'cifar'`` up to a 64 px short side). Defaults to ``'auto'``.
+        table (str): ``'published'`` (the reference scripts' parameters) or ``'monotone'``
+            (seven entries changed; see the module docstring). Defaults to ``'published'``.
+        frost (str): ``'auto'`` (the reference's photographs when ``imagecorruptions-imaug``
+            is installed, else the procedural texture), ``'photos'`` or ``'procedural'``.
+            Defaults to ``'auto'``.
 
     Returns:
         np.ndarray: The corrupted image, (H, W, 3) uint8 RGB.
@@ -552,10 +663,13 @@ def corrupt(image: np.ndarray, corruption: str, severity: int,
     preset = resolve_preset(image.shape, preset)
     generator = _as_generator(rng)
     scale = math.sqrt(image.shape[0] * image.shape[1]) / CORRUPTION_PRESETS[preset]
-    params = CORRUPTION_PARAMS[corruption][preset][int(severity) - 1]
+    params = corruption_params(corruption, preset, severity, table)
+    source = frost_source(frost)  # checked for every corruption: bad values fail early
     function, takes_uint8, needs_preset = _FUNCTIONS[corruption]
     x = np.ascontiguousarray(image) if takes_uint8 else image.astype(np.float32) / 255
     extra = (preset, ) if needs_preset else ()
+    if corruption == 'frost':
+        extra += (source, )
     out = function(x, params, generator, scale, *extra)
     if out.dtype == np.uint8:
         return out
