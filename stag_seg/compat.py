@@ -1,6 +1,6 @@
 """Everything that papers over the software environment lives here, and only here.
 
-Three problems of the pinned stack (DESIGN.md section 5):
+Three problems of the pinned stack (docs/design.md, "Environment"):
 
 1. ``mmcv-lite`` has no compiled ops, yet ``mmseg`` 1.2.2 imports ``mmcv.ops`` at module
    level (``point_sample``, ``sigmoid_focal_loss``). When ``mmcv._ext`` is missing, a small

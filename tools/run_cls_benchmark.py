@@ -12,8 +12,10 @@ all over the 15 corruptions of ``configs/_base_/datasets/digits_c.py``:
 - ``label_shift``: the same, each corruption in class-sorted order (classes in a seeded
   order: online imbalanced label shift at its most severe), batch size 64;
 - ``batch1``: the same as continual at batch size 1, on a seeded subset of
-  ``--batch1-images`` per corruption, with the learning rate scaled to the batch (SAR's rule:
-  ``lr * 2 * batch / 64`` below 32);
+  ``--batch1-images`` per corruption, with the learning rate scaled to the batch by each
+  method's rule as its config states it (``lr_scaling``, ``stag_seg.engine.scaled_lr``: the
+  public scripts' ``lr * 2 * batch / 64`` below 32 for CNNs, ``lr * batch / 64`` for the ViT,
+  doubled again at batch size 1 for SAR and DeYO);
 - ``mixed``: one shuffled stream over all 15 corruptions together, batch size 64.
 
 Each run is ``configs/digits_c/small-convnet_<method>.py`` through MMEngine's runner and
@@ -41,6 +43,8 @@ import warnings
 from mmengine.config import Config, DictAction
 from mmengine.logging import MMLogger
 from mmengine.runner import Runner
+
+from stag_seg.engine import scaled_lr
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(ROOT, 'configs/digits_c/small-convnet_{}.py')
@@ -111,8 +115,8 @@ def setting_config(cfg: Config, setting: str, seed: int, args: argparse.Namespac
         loader.batch_size = 1
         loader.dataset.update(num_images=args.batch1_images, seed=seed)
         optim = cfg.model.get('adapt_optim_wrapper')
-        if optim is not None:  # SAR's scaling of the learning rate to small batches
-            optim.optimizer.lr *= 2 * 1 / 64
+        if optim is not None:  # each method's own rule, stated in its config
+            optim.optimizer.lr = scaled_lr(optim.optimizer.lr, 1, **cfg.get('lr_scaling', {}))
     loader.dataset = dict(type='StreamDataset', datasets=[loader.dataset], order=order,
                           seed=seed)
     test_cfg.progress = False
@@ -127,9 +131,12 @@ def run(name: str, setting: str, seed: int, args: argparse.Namespace) -> dict:
     family = getattr(args, 'family', 'gn')
     if family != 'gn':
         train_cfg, checkpoint = FAMILIES[family]
-        model = Config.fromfile(osp.join(ROOT, 'configs/digits_c', f'{train_cfg}.py')).model
+        family_cfg = Config.fromfile(osp.join(ROOT, 'configs/digits_c', f'{train_cfg}.py'))
+        model = family_cfg.model
         for key in ('data_preprocessor', 'backbone', 'neck', 'head'):
             cfg.model[key] = model.get(key)
+        if 'lr_scaling' in cfg and 'lr_scaling' in family_cfg:  # the ViT's rule
+            cfg.lr_scaling.update(family_cfg.lr_scaling)
         cfg.load_from = f'checkpoints/{checkpoint}.pth'
     # Source has no optimizer: options for it apply to the adapting runs only
     options = {k: v for k, v in getattr(args, 'cfg_options', {}).items()

@@ -1,7 +1,7 @@
 """Procedural street scenes with Cityscapes labels and metric depth, seen from a driving camera.
 
 The embedded stand-in for Cityscapes: small, fast and deterministic, so that the Cityscapes→ACDC
-protocol (DESIGN.md section 4) can run end to end on a laptop CPU. A scene is a flat ground plane
+protocol (docs/design.md, "Protocols") can run end to end on a laptop CPU. A scene is a flat ground plane
 seen by a pinhole camera at driver height: a road converging to the vanishing point, lane marks,
 kerbs and sidewalks, terrain verges, side streets, building facades with windows, a distant
 skyline, trees, street lamps, signs, traffic lights, cars (with their visible side) and people.

@@ -10,9 +10,10 @@ the perturbed weights (:func:`sam_update`), the only step with two backward pass
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import torch
+import torch.nn.functional as F
 from mmengine.dist import all_reduce, get_world_size
 from torch import Tensor, nn
 
@@ -39,6 +40,11 @@ class StepContext:
             (N, C) for classifiers.
         tap (ClassifierTap | None): The tap on ``model``'s classifier.
         valid (Callable | None): Maps logits of ``inputs`` to their padding mask.
+        metas (list[dict] | None): Segmentors: each image's meta information (``ori_shape``,
+            ``img_shape``, padding), copies the method may read.
+        output (Any): What the main forward returned, set before the method's loss:
+            segmentors' (N, C, H, W) logits at the input size (the prediction that is scored,
+            before it is resized), classifiers' data samples.
         state (dict): Scratch space for one step (e.g. CoTTA's pseudo-labels).
     """
     inputs: Tensor
@@ -46,7 +52,35 @@ class StepContext:
     logits_fn: Callable[[nn.Module, Tensor], Tensor]
     tap: 'ClassifierTap | None' = None
     valid: Callable[[Tensor], Tensor | None] | None = None
+    metas: list[dict] | None = None
+    output: Any = None
     state: dict = field(default_factory=dict)
+
+    def at_original_size(self, logits: Tensor) -> Tensor:
+        """(N, C, h, w) logits of ``inputs`` (any resolution) at the size the predictions are
+        scored at, each image's ``ori_shape``: bilinear, in one resize, as the CoTTA
+        segmentation code resizes its decoder logits to the label size.
+
+        Raises:
+            ValueError: no metas, images of different original sizes, or padded images
+                (their content would have to be cropped first).
+        """
+        if not self.metas:
+            raise ValueError('the loss at the original resolution needs the images\' meta '
+                             'information (ori_shape); this model family has none')
+        sizes = {tuple(m['ori_shape'][:2]) for m in self.metas}
+        padded = [m for m in self.metas
+                  if any(m.get('img_padding_size', m.get('padding_size', [0, 0, 0, 0])))]
+        if len(sizes) != 1 or padded:
+            raise ValueError('the loss at the original resolution needs one original size per '
+                             f'batch and no padding, got sizes {sorted(sizes)} and '
+                             f'{len(padded)} padded images; use batch size 1 (the reference '
+                             "protocol) or resolution='decoder'")
+        size = sizes.pop()
+        if tuple(logits.shape[2:]) == size:
+            return logits
+        align = bool(getattr(self.model, 'align_corners', False))
+        return F.interpolate(logits, size=size, mode='bilinear', align_corners=align)
 
     def forward(self, inputs: Tensor | None = None) -> 'TapOutput':
         """Run the adapted model on ``inputs`` (default: the batch) and return the tapped output,
@@ -81,6 +115,7 @@ def adapt_step(method: 'BaseTTAMethod',
     if not method.needs_grad:
         with torch.no_grad():
             result = forward()
+        ctx.output = result
         method.after_step(None, ctx)
         method.last_stats = {}
         return result, None
@@ -89,6 +124,7 @@ def adapt_step(method: 'BaseTTAMethod',
     with torch.enable_grad():
         with ctx.tap.capture():
             result = forward()
+        ctx.output = result
         out = ctx.tap.output()
         if ctx.valid is not None:
             out.valid = ctx.valid(out.logits)

@@ -155,18 +155,32 @@ class BaseTTAMethod:
         for module in self._train_modules:
             module.train()
 
-    def reset(self) -> None:
-        """Return to the source: weights, buffers, optimizer, regularizers and method state."""
+    def reset(self, optimizer: bool = True) -> None:
+        """Return to the source: weights, buffers, optimizer, regularizers and method state.
+
+        Args:
+            optimizer (bool): Also return the optimizer to its fresh state (momentum, Adam's
+                moments). SAR's model recovery keeps it, as its reference does. Defaults to
+                True.
+        """
         if self.model is None:
             return
         if self._source_state is not None:
             self.model.load_state_dict(self._source_state)
-        if self.optim_wrapper is not None:
-            self.optim_wrapper.load_state_dict(copy.deepcopy(self._source_optim))
+        if optimizer:
+            self.reset_optimizer()
+        elif self.optim_wrapper is not None:
             self.optim_wrapper.zero_grad()
         for reg in self.regularizers:
             reg.reset()
         self.reset_state()
+
+    def reset_optimizer(self) -> None:
+        """Give the optimizer its fresh state, as if it had just been built (the reference
+        segmentation code builds a new Adam for every domain visit)."""
+        if self.optim_wrapper is not None:
+            self.optim_wrapper.load_state_dict(copy.deepcopy(self._source_optim))
+            self.optim_wrapper.zero_grad()
 
     def state_dict(self) -> dict:
         """What a resumed run needs besides the model's weights (which the caller saves).

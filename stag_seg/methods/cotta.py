@@ -16,8 +16,20 @@ Per step (Sec. 3):
   ``restore_prob`` (0.01, Eq. 6);
 - the reported prediction is the teacher's label, as in the reference evaluation.
 
-Views of one scale (original and flipped) go through the teacher as one batch, so the 14 views
-cost 7 forwards. ``batch_stats=False`` (the reference's segmentation code keeps the models in
+Where the views come from (``view_source``):
+
+- ``'original'``, the reference's: each scale is resized from the original image (bilinear,
+  ``mmcv.imrescale`` to ``scale`` times the input size, as the reference's multi-scale test
+  pipeline does), flipped, normalised by the model's data preprocessor, and run through the
+  model's own inference (slide inference with the config's crop and stride, like the
+  student's prediction), one view per forward; flipped views are flipped back, and the
+  probabilities are averaged at the original size (1080x1920 on ACDC), where the anchor's
+  confidence, the pseudo-label, the student's cross entropy (its decoder logits upsampled
+  there) and the scored prediction live too. The pipeline must keep the original image
+  (:class:`~stag_seg.datasets.KeepOriginalImage`).
+- ``'input'`` (default; a faster deviation): the normalised network input is interpolated
+  (views above scale 1 then have no native detail), each view runs whole, original and
+  flipped as one batch (14 views in 7 forwards), and everything lives at the input size. ``batch_stats=False`` (the reference's segmentation code keeps the models in
 eval mode); ``True`` normalises BatchNorm with the test batch in the student, the teacher and the
 anchor, as its classification code does. Restore masks come from a generator seeded by ``seed``,
 identical on every rank. With STAG, choose ``anchors='live'``: CoTTA updates the classifier.
@@ -40,6 +52,8 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Sequence
 
+import mmcv
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -47,7 +61,7 @@ from torch import Tensor, nn
 from ..registry import TTA_METHODS
 from .augment import random_view
 from .base import BaseTTAMethod, MethodLoss, valid_mean
-from .params import use_batch_statistics
+from .params import collect_weights_and_biases, use_batch_statistics
 
 if TYPE_CHECKING:
     from ..engine.adapt import StepContext
@@ -56,6 +70,7 @@ if TYPE_CHECKING:
 __all__ = ['CoTTA']
 
 DEFAULT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
+VIEW_SOURCES = ('input', 'original')
 CONFIDENCE_MODES = ('element', 'batch_mean')
 LABELS = ('hard', 'soft', 'symmetric')
 VIEWS = ('scale_flip', 'random')
@@ -84,6 +99,8 @@ class CoTTA(BaseTTAMethod):
         views (str): ``'scale_flip'`` (``scales`` x ``flip``) or ``'random'`` (``num_views``
             random augmentations; classifiers only). Defaults to ``'scale_flip'``.
         num_views (int): Views of ``views='random'``. Defaults to 32.
+        view_source (str): ``'input'`` or ``'original'``: where the scale-flip views are made
+            (see the module docstring). Defaults to ``'input'``.
         **kwargs: ``optim_wrapper``, ``regularizers``.
     """
 
@@ -99,6 +116,7 @@ class CoTTA(BaseTTAMethod):
                  label: str = 'hard',
                  views: str = 'scale_flip',
                  num_views: int = 32,
+                 view_source: str = 'input',
                  **kwargs) -> None:
         super().__init__(**kwargs)
         if not 0 <= alpha <= 1:
@@ -108,7 +126,8 @@ class CoTTA(BaseTTAMethod):
         if not scales or min(scales) <= 0:
             raise ValueError(f'CoTTA.scales must be positive numbers, got {scales}')
         for key, value, allowed in (('confidence_mode', confidence_mode, CONFIDENCE_MODES),
-                                    ('label', label, LABELS), ('views', views, VIEWS)):
+                                    ('label', label, LABELS), ('views', views, VIEWS),
+                                    ('view_source', view_source, VIEW_SOURCES)):
             if value not in allowed:
                 raise ValueError(f'CoTTA.{key} must be one of {allowed}, got {value!r}')
         if num_views < 1:
@@ -124,6 +143,7 @@ class CoTTA(BaseTTAMethod):
         self.label = label
         self.views = views
         self.num_views = num_views
+        self.view_source = view_source
         self.generator = torch.Generator().manual_seed(seed)
         self.view_generator = torch.Generator().manual_seed(seed + 1)
         self.teacher: nn.Module | None = None
@@ -134,15 +154,18 @@ class CoTTA(BaseTTAMethod):
         views = (self.num_views if self.views == 'random'
                  else len(self.scales) * (1 + self.flip))
         return (f'CoTTA(alpha={self.alpha}, confidence={self.confidence}, restore_prob='
-                f'{self.restore_prob}, views={views}, regularizers={self.regularizers})')
+                f'{self.restore_prob}, views={views}'
+                + (", view_source='original'" if self.view_source == 'original' else '')
+                + f', regularizers={self.regularizers})')
 
     # ------------------------------------------------------------------ configure
     def configure_model(self, model: nn.Module) -> list[nn.Module]:
         return use_batch_statistics(model) if self.batch_stats else []
 
     def collect_params(self, model: nn.Module) -> tuple[list[nn.Parameter], list[str]]:
-        named = [(n, p) for n, p in model.named_parameters()]
-        return [p for _, p in named], [n for n, _ in named]
+        # the reference trains and restores the tensors named weight or bias: all of a
+        # SegFormer's, but not a ViT's class token and position embedding
+        return collect_weights_and_biases(model)
 
     def setup(self, model: nn.Module) -> None:
         self.teacher = _frozen_copy(model, self)
@@ -170,11 +193,17 @@ class CoTTA(BaseTTAMethod):
     # ------------------------------------------------------------------ one step
     def prediction(self, out: TapOutput, ctx: StepContext) -> Tensor:
         """The teacher's label (where the anchor is unsure, over the augmented views); kept in
-        ``ctx.state`` for the loss and returned as log-probabilities at the input size."""
+        ``ctx.state`` for the loss and returned as log-probabilities at the input size (the
+        original size with ``view_source='original'``)."""
         if self.views == 'random' and out.logits.dim() != 2:
             raise ValueError("CoTTA.views='random' needs a classifier's (N, C) logits, got "
                              f'{tuple(out.logits.shape)}: a segmentation map would have to be '
                              "warped back; use views='scale_flip' for segmentors")
+        if self.views == 'scale_flip' and self.view_source == 'original' \
+                and ctx.metas is not None:  # a segmentor
+            anchor_probs, standard, averaged = self._original_views(ctx)
+            confident = self._confident(anchor_probs.amax(1, keepdim=True))
+            return self._label(ctx, confident, standard, averaged)
         size = ctx.inputs.shape[2:] if out.logits.dim() == 4 else None
         anchor_probs = _upsampled(ctx.logits_fn(self.anchor, ctx.inputs), size).softmax(1)
         confident = self._confident(anchor_probs.amax(1, keepdim=True))
@@ -182,6 +211,11 @@ class CoTTA(BaseTTAMethod):
             standard, averaged = self._random_views(ctx, need=not bool(confident.all()))
         else:
             standard, averaged = self._teacher_views(ctx, size)
+        return self._label(ctx, confident, standard, averaged)
+
+    def _label(self, ctx: StepContext, confident: Tensor, standard: Tensor,
+               averaged: Tensor | None) -> Tensor:
+        """Keep the label (and its probabilities) in ``ctx.state``; return log-probabilities."""
         probs = standard if averaged is None else torch.where(confident, standard, averaged)
         ctx.state['cotta_label'] = probs.argmax(1)
         if self.label != 'hard':
@@ -214,6 +248,64 @@ class CoTTA(BaseTTAMethod):
             total = total + ctx.logits_fn(self.teacher, self.random_view(ctx.inputs))
         return standard, (total / self.num_views).softmax(1)
 
+    def original_view(self, image, scale: float, flip: bool, input_hw: tuple[int, int]
+                      ) -> Tensor:
+        """One view of ``image`` ((H, W, 3) uint8, as loaded) as the reference's multi-scale
+        test pipeline makes it: rescaled (bilinear, keeping the aspect ratio) to at most
+        ``scale`` times the input size ``input_hw``, flipped when ``flip``; (3, h, w) uint8."""
+        height, width = input_hw
+        view = mmcv.imrescale(image, (int(width * scale), int(height * scale)),
+                              interpolation='bilinear')
+        if flip:
+            view = view[:, ::-1]
+        return torch.from_numpy(np.ascontiguousarray(view.transpose(2, 0, 1)))
+
+    def _original_views(self, ctx: StepContext) -> tuple[Tensor, Tensor, Tensor]:
+        """Probabilities at the original size of the anchor on the input, of the teacher on
+        the input, and of the teacher averaged over every view made from the original image;
+        each (N, C, H, W)."""
+        device = ctx.inputs.device
+        size = ctx.at_original_size(ctx.inputs[:, :1]).shape[2:]  # also checks the metas
+        anchors, standards, averages = [], [], []
+        for i, meta in enumerate(ctx.metas):
+            image = meta.get('ori_img')
+            if image is None:
+                raise KeyError("CoTTA.view_source='original' needs the original image in the "
+                               "data samples: put dict(type='KeepOriginalImage') after "
+                               "LoadImageFromFile and 'ori_img' in PackSegInputs' meta_keys "
+                               "(configs/_base_/datasets/acdc.py, original_views_pipeline)")
+            input_hw = tuple(meta['img_shape'][:2])
+            anchors.append(self._slide_probs(self.anchor, ctx.inputs[i:i + 1], size))
+            standard, total, count = None, 0, 0
+            for scale in self.scales:
+                for flip in ((False, True) if self.flip else (False, )):
+                    view = self.original_view(image, scale, flip, input_hw)
+                    view = self.model.data_preprocessor(
+                        dict(inputs=[view.to(device)], data_samples=None), False)['inputs']
+                    probs = self._slide_probs(self.teacher, view, size)
+                    if flip:
+                        probs = probs.flip(-1)
+                    elif scale == 1 and standard is None:
+                        standard = probs
+                    total, count = total + probs, count + 1
+            if standard is None:  # no scale 1 among the views: the input as it is
+                standard = self._slide_probs(self.teacher, ctx.inputs[i:i + 1], size)
+            standards.append(standard)
+            averages.append(total / count)
+        return torch.cat(anchors), torch.cat(standards), torch.cat(averages)
+
+    @staticmethod
+    def _slide_probs(model: nn.Module, inputs: Tensor, size: tuple) -> Tensor:
+        """``model``'s own inference (slide or whole, as its ``test_cfg`` says) of one image,
+        as probabilities resized to ``size``."""
+        shape = tuple(inputs.shape[2:])
+        meta = dict(img_shape=shape, ori_shape=tuple(size), pad_shape=shape,
+                    padding_size=[0, 0, 0, 0])
+        logits = model.inference(inputs, [meta])
+        return F.interpolate(logits, size=size, mode='bilinear',
+                             align_corners=bool(getattr(model, 'align_corners', False))
+                             ).softmax(1)
+
     def _teacher_views(self, ctx: StepContext, size: tuple | None) -> tuple[Tensor, Tensor]:
         """The teacher's probabilities on the input as it is, and averaged over all views."""
         x = ctx.inputs
@@ -239,6 +331,10 @@ class CoTTA(BaseTTAMethod):
     def loss(self, out: TapOutput, ctx: StepContext) -> MethodLoss:
         label = ctx.state['cotta_label']
         logits = out.logits
+        if logits.dim() == 3 and label.dim() == 3:
+            # slide inference over several crops: the student trains on a whole-image forward,
+            # as the reference's training forward does
+            logits = ctx.forward().logits
         if logits.dim() == 4:
             logits = F.interpolate(logits, size=label.shape[1:], mode='bilinear',
                                    align_corners=False)

@@ -2,7 +2,7 @@
 
 Papers: Schneider et al., "Improving robustness against common corruptions by covariate shift
 adaptation", NeurIPS 2020; Nado et al., "Evaluating prediction-time batch normalization", 2020.
-Called "BN adapt" in the CoTTA ACDC table (DESIGN.md section 4).
+Called "BN adapt" in the CoTTA ACDC table (docs/design.md, "Protocols").
 
 Choice: the statistics come from the current batch alone (no blending with the source running
 statistics, the ``N = 0`` prior of Schneider et al.), as in the TENT reference's ``norm`` baseline.

@@ -13,9 +13,10 @@ and the ImageNet-C configs use it. Per step (Eq. 2-5):
    samples still below ``e0`` among the first ones, loss ``mean(H)`` there, gradient at the
    perturbed weights, restore ``w``, step (the engine's :func:`~stag_seg.engine.adapt.sam_update`);
 3. recovery: a moving average ``ema <- 0.9 ema + 0.1 L2`` of the second loss; when it falls below
-   ``reset_threshold`` (0.2) the model and the optimizer return to the source. As in the
-   reference, the average itself is kept, so resets repeat until it climbs back over the
-   threshold. With several processes the average is taken over the ranks' second losses, so
+   ``reset_threshold`` (0.2) the model returns to the source. As in the reference, the base
+   optimizer keeps its momentum through the reset (the reference reloads the SAM wrapper's
+   state, which does not hold the base SGD's buffers), and the average itself is kept, so
+   resets repeat until it climbs back over the threshold. With several processes the average is taken over the ranks' second losses, so
    every rank resets at the same step.
 
 For segmentation reliability is per pixel. STAG rides on both SAM losses with their masks.
@@ -23,11 +24,10 @@ For segmentation reliability is per pixel. STAG rides on both SAM losses with th
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from mmengine.dist import all_reduce, get_world_size
-from torch import nn
 
 from ..registry import TTA_METHODS
 from ..stag.entropy import entropy
@@ -51,10 +51,8 @@ class SAR(Tent):
         reset_threshold (float): Reset to the source when the moving average of the second
             loss falls below it. Defaults to 0.2.
         ema_momentum (float): Weight of the old value in that average. Defaults to 0.9.
-        frozen_modules (Sequence[str]): Names of modules (``'backbone.layer4'``) whose
-            normalization layers are not adapted; a name covers the modules inside it.
-            Defaults to () (adapt every normalization layer).
-        **kwargs: ``optim_wrapper`` (the base optimizer, SGD with momentum 0.9 in the paper),
+        **kwargs: ``frozen_modules``, ``batch_stats`` (see :class:`~stag_seg.methods.Tent`),
+            ``optim_wrapper`` (the base optimizer, SGD with momentum 0.9 in the paper),
             ``regularizers``.
     """
 
@@ -65,15 +63,10 @@ class SAR(Tent):
                  rho: float = 0.05,
                  reset_threshold: float = 0.2,
                  ema_momentum: float = 0.9,
-                 frozen_modules: Sequence[str] = (),
                  **kwargs) -> None:
         super().__init__(loss='entropy', **kwargs)
         if rho <= 0:
             raise ValueError(f'SAR.rho must be > 0, got {rho}')
-        if isinstance(frozen_modules, str):
-            raise TypeError(f'SAR.frozen_modules must be a list of module names, got the '
-                            f'string {frozen_modules!r}')
-        self.frozen_modules = tuple(frozen_modules)
         self.e0 = e0
         self.rho = rho
         self.reset_threshold = reset_threshold
@@ -86,17 +79,6 @@ class SAR(Tent):
         frozen = f', frozen_modules={list(self.frozen_modules)}' if self.frozen_modules else ''
         return (f'SAR(e0={self.e0}, rho={self.rho}, reset_threshold={self.reset_threshold}'
                 f'{frozen}, regularizers={self.regularizers})')
-
-    def collect_params(self, model: nn.Module) -> tuple[list[nn.Parameter], list[str]]:
-        params, names = super().collect_params(model)
-        if not self.frozen_modules:
-            return params, names
-        modules = {name for name, _ in model.named_modules()}
-        missing = [m for m in self.frozen_modules if m not in modules]
-        if missing:
-            raise KeyError(f'SAR.frozen_modules: the model has no module {missing[0]!r}')
-        keep = [not any(n.startswith(m + '.') for m in self.frozen_modules) for n in names]
-        return ([p for p, k in zip(params, keep) if k], [n for n, k in zip(names, keep) if k])
 
     def margin(self, num_classes: int) -> float:
         return 0.4 * math.log(num_classes) if self.e0 is None else self.e0
@@ -143,7 +125,7 @@ class SAR(Tent):
         if reset:
             self.num_resets += 1
             ema = self.ema
-            self.reset()  # weights and optimizer back to the source
+            self.reset(optimizer=False)  # weights back to the source; momentum is kept
             # as the reference: the low average is kept, so the reset repeats until the loss
             # of the source model lifts it back over the threshold
             self.ema = ema

@@ -83,7 +83,8 @@ def segmentor_test_step(model: nn.Module, method: 'BaseTTAMethod', tap: Classifi
         metas = [dict(ori_shape=shape, img_shape=shape, pad_shape=shape,
                       padding_size=[0, 0, 0, 0]) for _ in range(inputs.size(0))]
     ctx = StepContext(inputs, model, segmentor_logits, tap,
-                      valid=lambda logits: padding_mask(logits, inputs, metas))
+                      valid=lambda logits: padding_mask(logits, inputs, metas),
+                      metas=[dict(m) for m in metas])
     seg_logits, own = adapt_step(method, ctx,
                                  lambda: model.inference(inputs, [dict(m) for m in metas]))
     with torch.no_grad():

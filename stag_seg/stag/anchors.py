@@ -1,7 +1,7 @@
 """Anchors from the classifier's own weights (self-structural entropy).
 
 Each class weight ``w_c`` (row c of ``W``, shape (C, D)) is fed to the classifier as if it were
-a feature (DESIGN.md section 2)::
+a feature (docs/design.md, "STAG")::
 
     q_c = softmax((W w_c + b) / tau)      S_c = H(q_c)      (self-structural entropy)
     s_c = dH/dl at l = W w_c + b          a_c = W^T s_c      (the anchor: dH/dz at z = w_c)

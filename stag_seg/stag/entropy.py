@@ -1,6 +1,6 @@
 """Shannon entropy of softmax predictions and its closed-form gradient w.r.t. the logits.
 
-With ``p = softmax(l / tau)`` and ``H(p) = -sum_k p_k log p_k`` (DESIGN.md section 2)::
+With ``p = softmax(l / tau)`` and ``H(p) = -sum_k p_k log p_k`` (docs/design.md, "STAG")::
 
     s(l) = dH/dl = -(1 / tau) * p * (log p + H)
 

@@ -24,7 +24,7 @@ class STAG:
     Args:
         weight (float): lambda, the loss weight. Defaults to 1.0.
         space (str): Where the gradients are compared: ``'feature'``, ``'logit'`` or
-            ``'weight'`` (DESIGN.md section 2). Defaults to ``'feature'``.
+            ``'weight'`` (docs/design.md, "STAG"). Defaults to ``'feature'``.
         form (str): ``'gram'`` (C-dimensional per position) or ``'explicit'`` (builds the
             gradients; for checking). Defaults to ``'gram'``.
         temperature (float): Softmax temperature tau. Defaults to 1.0.

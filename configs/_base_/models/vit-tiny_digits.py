@@ -13,3 +13,5 @@ model = dict(
     neck=None,
     head=dict(type='VisionTransformerClsHead', num_classes=10, in_channels=64,
               loss=dict(type='CrossEntropyLoss')))
+# the ViT rule of the public ImageNet-C scripts: lr * batch / 64, not doubled below 32
+lr_scaling = dict(below_32=1.0)

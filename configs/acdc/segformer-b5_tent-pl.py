@@ -1,8 +1,0 @@
-# Cityscapes->ACDC with Tent on hard self-pseudo-labels (the "TENT" of the public CoTTA
-# segmentation code); Adam 7.5e-6.
-# Checkpoint: NVlabs/CoTTA SegFormer-B5, converted by tools/convert_nvlabs_segformer.py.
-_base_ = [
-    './segformer-b5_source.py', '../_base_/tta/tent-pl.py',
-    '../_base_/schedules/acdc_adam.py'
-]
-model = dict(tta_method={{_base_.tta_method}}, adapt_optim_wrapper={{_base_.adapt_optim_wrapper}})

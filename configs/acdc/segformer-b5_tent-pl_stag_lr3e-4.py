@@ -1,4 +1,0 @@
-# Cityscapes->ACDC, Tent (pseudo-label) + STAG at the tuned learning rate (Adam 3e-4).
-# Checkpoint: NVlabs/CoTTA SegFormer-B5, converted by tools/convert_nvlabs_segformer.py.
-_base_ = ['./segformer-b5_tent-pl_stag.py']
-model = dict(adapt_optim_wrapper=dict(optimizer=dict(lr=3e-4)))
