@@ -11,16 +11,16 @@ DIGITS_C := data/digits_c
 SEEDS ?= 0 1 2
 
 .PHONY: install test demo demo-data demo-cls demo-cls-data docs-figures soak benchmark benchmark-scaling \
-	mmcv-full clean-demo
+	mmcv-full clean-demo wheel check-wheel resolver-check test-onedl
 
 install: $(STAMP)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): setup.cfg pyproject.toml requirements/constraints.txt | $(PY)
+$(STAMP): setup.cfg pyproject.toml requirements/constraints.txt requirements/stack.txt | $(PY)
 	$(PY) -m pip install --quiet --upgrade 'pip>=24'
-	$(PY) -m pip install --quiet -c requirements/constraints.txt -e '.[dev]'
+	$(PY) -m pip install --quiet -c requirements/constraints.txt -r requirements/stack.txt -e '.[dev]'
 	touch $(STAMP)
 
 test: install
@@ -92,3 +92,50 @@ mmcv-full: install
 
 clean-demo:
 	rm -rf $(DEMO_OUT)
+
+# The wheel and the sdist, versioned by stag_seg/version.py.
+wheel: install
+	rm -rf dist build
+	$(PY) -m build --outdir dist .
+
+# The wheel as a user installs it: --no-deps into a fresh virtualenv that holds the pinned stack
+# (and the few runtime packages the stack does not bring), `pip check` to prove that the stack
+# satisfies the wheel's requirements, then the self-check from outside the source tree (imports,
+# registrations, an adapted run of MMSeg's stock SegFormer config with custom_imports and
+# STAGHook). About 2 minutes, most of it installing torch from local files.
+WHEEL_VENV ?= /tmp/stag_seg-wheel-venv
+WHEEL_RUNTIME := ftfy regex tqdm 'setuptools<81'
+check-wheel: wheel
+	rm -rf $(WHEEL_VENV)
+	$(PYTHON) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/python -m pip install --quiet --upgrade 'pip>=24'
+	$(WHEEL_VENV)/bin/python -m pip install --quiet -c requirements/constraints.txt \
+		-r requirements/stack.txt $(WHEEL_RUNTIME)
+	$(WHEEL_VENV)/bin/python -m pip install --quiet --no-deps dist/stag_seg-*.whl
+	$(WHEEL_VENV)/bin/python -m pip check
+	cd /tmp && $(WHEEL_VENV)/bin/python -m stag_seg.selfcheck
+	rm -rf $(WHEEL_VENV)
+
+# pip's resolver, in dry-run mode, on installing the wheel into a typical existing OpenMMLab
+# environment (torch 2.1.2, compiled mmcv 2.1.0, mmengine 0.10.3, mmsegmentation 1.2.2,
+# mmpretrain 1.2.0): it must change none of them and add no mmcv-lite (tools/check_resolver.py).
+resolver-check: wheel
+	$(PY) tools/check_resolver.py dist/stag_seg-*.whl
+
+# The OneDL forks of mmengine, mmcv, mmsegmentation and mmpretrain (same import names, other
+# distribution names): a virtualenv with them and the pinned torch, the toolkit installed
+# --no-deps, and the tests that do not need the digits data or several processes.
+ONEDL_VENV ?= /tmp/stag_seg-onedl-venv
+ONEDL_STACK := onedl-mmengine==0.10.12 onedl-mmcv==2.3.6 onedl-mmsegmentation==1.4.2 \
+	onedl-mmpretrain==1.3.6
+ONEDL_TESTS := tests/test_stag_math.py tests/test_methods.py tests/test_segmentor_adaptation.py \
+	tests/test_hooks.py tests/test_classification.py tests/test_fidelity.py tests/test_compat.py \
+	tests/test_registry.py tests/test_install.py
+test-onedl:
+	test -x $(ONEDL_VENV)/bin/python || $(PYTHON) -m venv $(ONEDL_VENV)
+	$(ONEDL_VENV)/bin/python -m pip install --quiet --upgrade 'pip>=24'
+	$(ONEDL_VENV)/bin/python -m pip install --quiet -c requirements/constraints.txt \
+		torch==2.14.1 torchvision==0.29.1 pytest
+	$(ONEDL_VENV)/bin/python -m pip install --quiet $(ONEDL_STACK) $(WHEEL_RUNTIME)
+	$(ONEDL_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	$(ONEDL_VENV)/bin/python -m pytest -q $(ONEDL_TESTS)

@@ -7,7 +7,9 @@ from . import compat  # noqa: I001  (first: it prepares mmcv before anything imp
 
 compat.install_mmcv_ops_fallback()
 compat.register_safe_globals()
+compat.guard_mmengine_checkpoint_loading()
 compat.allow_cpu_distributed()
+compat.map_renamed_distributions()
 
 from .version import __version__  # noqa: E402
 # engine before models: the hooks in engine/ use the models' taps and adapted steps, which in

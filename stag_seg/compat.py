@@ -1,6 +1,6 @@
 """Everything that papers over the software environment lives here, and only here.
 
-Three problems of the pinned stack (docs/design.md, "Environment"):
+The problems of the environment (docs/design.md, "Environment"):
 
 1. ``mmcv-lite`` has no compiled ops, yet ``mmseg`` 1.2.2 imports ``mmcv.ops`` at module
    level (``point_sample``, ``sigmoid_focal_loss``). When ``mmcv._ext`` is missing, a small
@@ -10,12 +10,19 @@ Three problems of the pinned stack (docs/design.md, "Environment"):
 2. torch >= 2.6 loads checkpoints with ``weights_only=True``; checkpoints written by MMEngine
    hold numpy arrays and MMEngine objects, which that loader refuses. They are allowed by an
    explicit allow-list (:data:`SAFE_CHECKPOINT_GLOBALS`). Loading arbitrary pickles, which can
-   run code, needs the explicit opt-in :func:`enable_full_pickle_loading`, and it warns.
+   run code, needs the explicit opt-in :func:`enable_full_pickle_loading`, and it warns. Where
+   MMEngine has a loader of its own that would fall back to a full pickle silently (OneDL's),
+   :func:`guard_mmengine_checkpoint_loading` holds it to the same rule.
 3. Stock configs use ``SyncBN``, which fails without a process group or without CUDA.
    :func:`revert_sync_batchnorm` turns it into plain BN in those cases only.
 4. MMEngine's ``--launcher pytorch`` calls ``torch.cuda.set_device`` unconditionally, so CPU
    processes (gloo) cannot start; :func:`allow_cpu_distributed` skips that call where no GPU
    exists.
+5. Optional extras: :func:`require_extra` imports a module that only an extra of the package
+   installs, or names the extra to install.
+6. The OneDL forks (``onedl-mmengine``, ``onedl-mmsegmentation``, ...) keep the import names
+   but not the distribution names, so MMEngine's ``mmseg::`` and ``mmpretrain::`` config paths
+   find no ``mmsegmentation``; :func:`map_renamed_distributions` points them at the forks.
 """
 from __future__ import annotations
 
@@ -41,9 +48,63 @@ warnings.filterwarnings('ignore', message='``build_loss`` would be deprecated so
 warnings.filterwarnings('ignore', message='Default ``avg_non_ignore`` is False')
 
 __all__ = [
-    'MMCV_OPS_FALLBACK', 'allow_cpu_distributed', 'SAFE_CHECKPOINT_GLOBALS', 'enable_full_pickle_loading',
-    'install_mmcv_ops_fallback', 'load_checkpoint', 'revert_sync_batchnorm',
+    'MMCV_OPS_FALLBACK', 'allow_cpu_distributed', 'SAFE_CHECKPOINT_GLOBALS',
+    'enable_full_pickle_loading', 'guard_mmengine_checkpoint_loading',
+    'install_mmcv_ops_fallback', 'load_checkpoint',
+    'map_renamed_distributions', 'require_extra', 'revert_sync_batchnorm',
 ]
+
+#: Distributions that forks publish under another name: (upstream, fork) pairs.
+RENAMED_DISTRIBUTIONS = (('mmsegmentation', 'onedl-mmsegmentation'),
+                         ('mmpretrain', 'onedl-mmpretrain'))
+
+
+def map_renamed_distributions() -> dict[str, str]:
+    """Let ``mmseg::``/``mmpretrain::`` config paths resolve to forks that keep the import
+    name but publish another distribution (the OneDL ones); a no-op with the originals.
+
+    Returns:
+        dict: ``{module: distribution}`` of what was remapped.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        from mmengine.config.utils import MODULE2PACKAGE
+    except ImportError:
+        return {}
+    changed = {}
+    for module, package in list(MODULE2PACKAGE.items()):
+        fork = dict(RENAMED_DISTRIBUTIONS).get(package)
+        if fork is None:
+            continue
+        try:
+            version(package)
+            continue  # the original is installed
+        except PackageNotFoundError:
+            pass
+        try:
+            version(fork)
+        except PackageNotFoundError:
+            continue
+        MODULE2PACKAGE[module] = changed[module] = fork
+    return changed
+
+
+def require_extra(module: str, extra: str, what: str) -> types.ModuleType:
+    """Import ``module``, which only the package extra ``extra`` installs.
+
+    Raises:
+        ModuleNotFoundError: naming ``what`` needs it and the command that installs it.
+    """
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if err.name is not None and err.name.split('.')[0] != module.split('.')[0]:
+            raise  # the module is there but one of its own imports is missing
+        raise ModuleNotFoundError(
+            f"{what} needs the '{module}' module: pip install 'stag_seg[{extra}]'",
+            name=module) from None
+
 
 # --------------------------------------------------------------------------------------------
 # 1. mmcv.ops fallback
@@ -119,8 +180,10 @@ def install_mmcv_ops_fallback() -> bool:
     if MMCV_OPS_FALLBACK:
         return True
     if importlib.util.find_spec('mmcv') is None:
-        raise ModuleNotFoundError('stag_seg needs mmcv (mmcv-lite 2.1.0 or mmcv 2.1.0); '
-                                  'run `make install`.')
+        raise ModuleNotFoundError(
+            'stag_seg needs mmcv 2.x: a compiled mmcv (mmcv>=2.0,<2.2 for mmsegmentation 1.2) '
+            "or mmcv-lite (pip install 'stag_seg[lite]'); in a clone, `make install` installs "
+            'the pinned stack')
     if importlib.util.find_spec('mmcv._ext') is not None:
         return False
     ops = types.ModuleType('mmcv.ops')
@@ -198,10 +261,46 @@ _FULL_PICKLE_ENV = 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'
 
 
 def register_safe_globals() -> None:
-    """Allow the types of :func:`_safe_globals` in torch's ``weights_only`` unpickler."""
+    """Allow the types of :func:`_safe_globals` in torch's ``weights_only`` unpickler.
+
+    Called again before each load: torch's ``safe_globals`` context manager, which some
+    loaders use (OneDL's mmengine), removes its entries from the global list when it exits,
+    ours among them where the two lists overlap.
+    """
     if not SAFE_CHECKPOINT_GLOBALS:
         SAFE_CHECKPOINT_GLOBALS.extend(_safe_globals())
+    # torch < 2.4 has no allow-list; there weights_only loading takes tensors only
+    if hasattr(torch.serialization, 'add_safe_globals'):
         torch.serialization.add_safe_globals(SAFE_CHECKPOINT_GLOBALS)
+
+
+def guard_mmengine_checkpoint_loading() -> bool:
+    """Make MMEngine's checkpoint loader follow this module's policy where it has its own.
+
+    OneDL's mmengine loads checkpoints through ``_safe_torch_load``, which silently falls
+    back to a full pickle (which can run code) when the safe load fails. Here that function
+    loads with the allow-list and refuses other files unless the explicit opt-in
+    (:func:`enable_full_pickle_loading`) was given, as the stock mmengine does on torch >= 2.6.
+
+    Returns:
+        bool: Whether a loader was replaced (False with the stock mmengine).
+    """
+    try:
+        from mmengine.runner import checkpoint
+    except ImportError:
+        return False
+    if not hasattr(checkpoint, '_safe_torch_load') or \
+            getattr(checkpoint._safe_torch_load, '_stag_seg_guard', False):
+        return False
+
+    def safe_torch_load(file, map_location=None, weights_only=None):
+        if weights_only is False:  # the caller's explicit choice
+            return torch.load(file, map_location=map_location, weights_only=False)
+        return _load(file, map_location, name=getattr(file, 'name', str(file)))
+
+    safe_torch_load._stag_seg_guard = True
+    checkpoint._safe_torch_load = safe_torch_load
+    return True
 
 
 def enable_full_pickle_loading() -> None:
@@ -227,13 +326,18 @@ def load_checkpoint(filename: str, map_location: str | torch.device = 'cpu') -> 
     """
     if not os.path.isfile(filename):
         raise FileNotFoundError(f'checkpoint not found: {filename}')
+    return _load(filename, map_location, name=filename)
+
+
+def _load(file: Any, map_location: Any, name: str) -> Any:
+    """``torch.load`` with the allow-list, or a full pickle after the explicit opt-in."""
     register_safe_globals()
     full = os.environ.get(_FULL_PICKLE_ENV, '0').lower() in ('1', 'y', 'yes', 'true')
     try:
-        return torch.load(filename, map_location=map_location, weights_only=not full)
+        return torch.load(file, map_location=map_location, weights_only=not full)
     except pickle.UnpicklingError as err:
         raise pickle.UnpicklingError(
-            f'refused to load {filename}: it holds objects outside the safe allow-list, and '
+            f'refused to load {name}: it holds objects outside the safe allow-list, and '
             'loading them could run code. If you trust the file, opt in with '
             '`--unsafe-load` (tools) or stag_seg.compat.enable_full_pickle_loading(). '
             f'Details: {err}') from None

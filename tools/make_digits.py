@@ -25,6 +25,8 @@ import os.path as osp
 import cv2
 import numpy as np
 
+from stag_seg.compat import require_extra
+
 SIZE = 32
 
 
@@ -42,8 +44,8 @@ def main() -> None:
     parser.add_argument('--num-test', type=int, default=800)
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args()
-    from sklearn.datasets import load_digits
-    data = load_digits()
+    datasets = require_extra('sklearn.datasets', 'digits', 'tools/make_digits.py')
+    data = datasets.load_digits()
     num = len(data.target)
     if not 0 < args.num_test < num:
         raise SystemExit(f'--num-test must be in 1..{num - 1}, got {args.num_test}')
