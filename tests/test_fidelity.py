@@ -82,33 +82,31 @@ def _reference_tent_steps(model, batches, lr):
     return predictions
 
 
-def test_published_tent_matches_an_independent_reference_implementation():
-    batches = [_batch(seed) for seed in range(3)]
-    reference = build_segmentor(test_cfg=SLIDE)
-    expected = _reference_tent_steps(reference, batches, lr=1e-2)
-    tent = build_segmentor(_published_tent(), test_cfg=SLIDE,
-                           adapt_optim_wrapper=dict(optimizer=dict(type='Adam', lr=1e-2)))
-    got = [tent.test_step(copy.deepcopy(b))[0].pred_sem_seg.data for b in batches]
-    for a, b in zip(got, expected):
-        assert torch.equal(a, b)
-    ours, theirs = tent.state_dict(), reference.state_dict()
-    for key in theirs:
-        torch.testing.assert_close(ours[key], theirs[key], rtol=1e-5, atol=1e-6, msg=key)
-    assert not torch.equal(ours['decode_head.fusion_conv.bn.weight'],
-                           build_segmentor().state_dict()['decode_head.fusion_conv.bn.weight'])
-
-
-def test_published_tent_with_several_crops_trains_on_a_whole_image_forward():
-    slide = dict(mode='slide', crop_size=(48, 48), stride=(32, 32))  # 2 x 4 crops
-    batches = [_batch(seed) for seed in range(2)]
+def _compare_with_reference(slide, num_batches):
+    """The toolkit's published Tent and the reference's steps on the same batches; returns
+    the adapted toolkit model after checking predictions and weights."""
+    batches = [_batch(seed) for seed in range(num_batches)]
     reference = build_segmentor(test_cfg=slide)
     expected = _reference_tent_steps(reference, batches, lr=1e-2)
     tent = build_segmentor(_published_tent(), test_cfg=slide,
                            adapt_optim_wrapper=dict(optimizer=dict(type='Adam', lr=1e-2)))
     got = [tent.test_step(copy.deepcopy(b))[0].pred_sem_seg.data for b in batches]
     assert all(torch.equal(a, b) for a, b in zip(got, expected))
+    ours = tent.state_dict()
     for key, value in reference.state_dict().items():
-        torch.testing.assert_close(tent.state_dict()[key], value, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ours[key], value, rtol=1e-5, atol=1e-6, msg=key)
+    return tent
+
+
+def test_published_tent_matches_an_independent_reference_implementation():
+    tent = _compare_with_reference(SLIDE, num_batches=3)
+    assert not torch.equal(tent.state_dict()['decode_head.fusion_conv.bn.weight'],
+                           build_segmentor().state_dict()['decode_head.fusion_conv.bn.weight'])
+
+
+def test_published_tent_with_several_crops_trains_on_a_whole_image_forward():
+    _compare_with_reference(dict(mode='slide', crop_size=(48, 48), stride=(32, 32)),  # 2 x 4
+                            num_batches=2)
 
 
 def test_the_original_resolution_needs_one_unpadded_size_per_batch():
@@ -123,6 +121,9 @@ def test_the_original_resolution_needs_one_unpadded_size_per_batch():
 def test_tent_options_are_checked():
     with pytest.raises(ValueError, match="resolution must be 'decoder' or 'original'"):
         build_method(dict(type='Tent', resolution='input',
+                          optim_wrapper=dict(optimizer=dict(type='SGD', lr=1))))
+    with pytest.raises(ValueError, match="resolution='original' is an option of Tent"):
+        build_method(dict(type='SAR', resolution='original',
                           optim_wrapper=dict(optimizer=dict(type='SGD', lr=1))))
     with pytest.raises(TypeError, match='list of module names'):
         build_method(dict(type='DeYO', frozen_modules='backbone.layer4',

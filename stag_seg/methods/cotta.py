@@ -132,6 +132,9 @@ class CoTTA(BaseTTAMethod):
                 raise ValueError(f'CoTTA.{key} must be one of {allowed}, got {value!r}')
         if num_views < 1:
             raise ValueError(f'CoTTA.num_views must be >= 1, got {num_views}')
+        if view_source == 'original' and views != 'scale_flip':
+            raise ValueError("CoTTA.view_source='original' makes the scale-flip views of a "
+                             f"segmentor; it does not apply to views={views!r}")
         self.alpha = alpha
         self.confidence = confidence
         self.restore_prob = restore_prob
@@ -199,8 +202,10 @@ class CoTTA(BaseTTAMethod):
             raise ValueError("CoTTA.views='random' needs a classifier's (N, C) logits, got "
                              f'{tuple(out.logits.shape)}: a segmentation map would have to be '
                              "warped back; use views='scale_flip' for segmentors")
-        if self.views == 'scale_flip' and self.view_source == 'original' \
-                and ctx.metas is not None:  # a segmentor
+        if self.view_source == 'original':
+            if ctx.metas is None:
+                raise ValueError("CoTTA.view_source='original' needs a segmentor (the images' "
+                                 'meta information and original image)')
             anchor_probs, standard, averaged = self._original_views(ctx)
             confident = self._confident(anchor_probs.amax(1, keepdim=True))
             return self._label(ctx, confident, standard, averaged)

@@ -81,6 +81,9 @@ class Tent(BaseTTAMethod):
         if resolution not in RESOLUTIONS:
             raise ValueError(f"{name}.resolution must be 'decoder' or 'original', got "
                              f'{resolution!r}')
+        if resolution != 'decoder' and type(self).loss is not Tent.loss:
+            raise ValueError(f"{name} takes its loss at the decode head's resolution only; "
+                             f"resolution={resolution!r} is an option of Tent")
         if isinstance(frozen_modules, str):
             raise TypeError(f'{name}.frozen_modules must be a list of module names, got the '
                             f'string {frozen_modules!r}')
