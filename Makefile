@@ -102,8 +102,8 @@ wheel: install
 # (and the few runtime packages the stack does not bring), `pip check` to prove that the stack
 # satisfies the wheel's requirements, then the self-check from outside the source tree (imports,
 # registrations, an adapted run of MMSeg's stock SegFormer config with custom_imports and
-# STAGHook). About 2 minutes, most of it installing torch from local files.
-WHEEL_VENV ?= /tmp/stag_seg-wheel-venv
+# STAGHook) from an empty temporary folder. About 4 minutes, most of it installing torch.
+WHEEL_VENV ?= $(CURDIR)/.venvs/wheel
 WHEEL_RUNTIME := ftfy regex tqdm 'setuptools<81'
 check-wheel: wheel
 	rm -rf $(WHEEL_VENV)
@@ -113,7 +113,7 @@ check-wheel: wheel
 		-r requirements/stack.txt $(WHEEL_RUNTIME)
 	$(WHEEL_VENV)/bin/python -m pip install --quiet --no-deps dist/stag_seg-*.whl
 	$(WHEEL_VENV)/bin/python -m pip check
-	cd /tmp && $(WHEEL_VENV)/bin/python -m stag_seg.selfcheck
+	cd "$$(mktemp -d)" && $(WHEEL_VENV)/bin/python -m stag_seg.selfcheck
 	rm -rf $(WHEEL_VENV)
 
 # pip's resolver, in dry-run mode, on installing the wheel into a typical existing OpenMMLab
@@ -125,7 +125,7 @@ resolver-check: wheel
 # The OneDL forks of mmengine, mmcv, mmsegmentation and mmpretrain (same import names, other
 # distribution names): a virtualenv with them and the pinned torch, the toolkit installed
 # --no-deps, and the tests that do not need the digits data or several processes.
-ONEDL_VENV ?= /tmp/stag_seg-onedl-venv
+ONEDL_VENV ?= $(CURDIR)/.venvs/onedl
 ONEDL_STACK := onedl-mmengine==0.10.12 onedl-mmcv==2.3.6 onedl-mmsegmentation==1.4.2 \
 	onedl-mmpretrain==1.3.6
 ONEDL_TESTS := tests/test_stag_math.py tests/test_methods.py tests/test_segmentor_adaptation.py \
