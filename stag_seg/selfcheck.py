@@ -31,17 +31,15 @@ def _write_cityscapes(root: str, num: int = 2, size: tuple[int, int] = (64, 128)
     """``num`` random images and label maps in the layout of MMSeg's ``CityscapesDataset``."""
     import cv2
     rng = np.random.default_rng(0)
-    for split in ('val', ):
-        img_dir = osp.join(root, 'leftImg8bit', split, 'town')
-        seg_dir = osp.join(root, 'gtFine', split, 'town')
-        os.makedirs(img_dir)
-        os.makedirs(seg_dir)
-        for i in range(num):
-            image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
-            label = rng.integers(0, 19, size, dtype=np.uint8)
-            cv2.imwrite(osp.join(img_dir, f'town_{i:06d}_000019_leftImg8bit.png'), image)
-            cv2.imwrite(osp.join(seg_dir, f'town_{i:06d}_000019_gtFine_labelTrainIds.png'),
-                        label)
+    img_dir = osp.join(root, 'leftImg8bit', 'val', 'town')
+    seg_dir = osp.join(root, 'gtFine', 'val', 'town')
+    os.makedirs(img_dir)
+    os.makedirs(seg_dir)
+    for i in range(num):
+        image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+        label = rng.integers(0, 19, size, dtype=np.uint8)
+        cv2.imwrite(osp.join(img_dir, f'town_{i:06d}_000019_leftImg8bit.png'), image)
+        cv2.imwrite(osp.join(seg_dir, f'town_{i:06d}_000019_gtFine_labelTrainIds.png'), label)
 
 
 def check_registrations() -> list[str]:

@@ -56,10 +56,8 @@ class StepContext:
     output: Any = None
     state: dict = field(default_factory=dict)
 
-    def at_original_size(self, logits: Tensor) -> Tensor:
-        """(N, C, h, w) logits of ``inputs`` (any resolution) at the size the predictions are
-        scored at, each image's ``ori_shape``: bilinear, in one resize, as the CoTTA
-        segmentation code resizes its decoder logits to the label size.
+    def original_size(self) -> tuple[int, int]:
+        """The size the predictions are scored at: the batch's one ``ori_shape``.
 
         Raises:
             ValueError: no metas, images of different original sizes, or padded images
@@ -76,7 +74,13 @@ class StepContext:
                              f'batch and no padding, got sizes {sorted(sizes)} and '
                              f'{len(padded)} padded images; use batch size 1 (the reference '
                              "protocol) or resolution='decoder'")
-        size = sizes.pop()
+        return sizes.pop()
+
+    def at_original_size(self, logits: Tensor) -> Tensor:
+        """(N, C, h, w) logits of ``inputs`` (any resolution) at :meth:`original_size`:
+        bilinear, in one resize, as the CoTTA segmentation code resizes its decoder logits to
+        the label size."""
+        size = self.original_size()
         if tuple(logits.shape[2:]) == size:
             return logits
         align = bool(getattr(self.model, 'align_corners', False))

@@ -270,7 +270,7 @@ class CoTTA(BaseTTAMethod):
         the input, and of the teacher averaged over every view made from the original image;
         each (N, C, H, W)."""
         device = ctx.inputs.device
-        size = ctx.at_original_size(ctx.inputs[:, :1]).shape[2:]  # also checks the metas
+        size = ctx.original_size()
         anchors, standards, averages = [], [], []
         for i, meta in enumerate(ctx.metas):
             image = meta.get('ori_img')
