@@ -12,8 +12,7 @@ compat.allow_cpu_distributed()
 compat.map_renamed_distributions()
 
 from .version import __version__  # noqa: E402
-# engine before models: the hooks in engine/ use the models' taps and adapted steps, which in
-# turn run engine.adapt; this order lets each module find the other fully imported.
-from . import registry, stag, methods, engine, models, evaluation, datasets  # noqa: E402,F401
+# the layers, lowest first (docs/design.md draws them); each imports only those before it
+from . import registry, stag, methods, models, datasets, evaluation, engine  # noqa: E402,F401
 
 __all__ = ['__version__']

@@ -64,6 +64,8 @@ def _stats_recorder():
     """A hook keeping the adapting method's statistics of every step."""
     from mmengine.hooks import Hook
 
+    from stag_seg.structures import step_stats
+
     class StatsRecorder(Hook):
         priority = 'LOW'  # after the adaptation hook (VERY_HIGH)
 
@@ -71,7 +73,7 @@ def _stats_recorder():
             self.stats: dict = {}
 
         def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-            self.stats.update(getattr(runner.model.tta_method, 'last_stats', {}) or {})
+            self.stats.update(step_stats(outputs))
 
     return StatsRecorder()
 

@@ -14,7 +14,7 @@ from mmengine.config import Config
 import stag_seg  # noqa: F401
 from stag_seg.datasets import CORRUPTIONS
 from stag_seg.datasets.corrupted import NumpyClsDataset
-from stag_seg.engine.continual_loop import _set_key
+from stag_seg.datasets.domains import domain_dataloader, set_by_path
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CHECKPOINT = osp.join(ROOT, 'checkpoints/small-convnet_digits.pth')
@@ -127,14 +127,14 @@ def test_the_committed_checkpoint_classifies_clean_digits(digits):
 
 def test_a_dotted_domain_key_reaches_into_wrapped_datasets():
     cfg = dict(type='StreamDataset', datasets=[dict(type='CIFARCDataset', corruption='x')])
-    _set_key(cfg, 'datasets.0.corruption', 'fog')
+    set_by_path(cfg, 'datasets.0.corruption', 'fog')
     assert cfg['datasets'][0]['corruption'] == 'fog'
-    _set_key(cfg, 'order', 'mixed')
+    set_by_path(cfg, 'order', 'mixed')
     assert cfg['order'] == 'mixed'
     with pytest.raises(KeyError, match="no item '1'"):
-        _set_key(cfg, 'datasets.1.corruption', 'fog')
+        set_by_path(cfg, 'datasets.1.corruption', 'fog')
     with pytest.raises(KeyError, match="has no 'dataset'"):
-        _set_key(cfg, 'dataset.corruption', 'fog')
+        set_by_path(cfg, 'dataset.corruption', 'fog')
 
 
 def _args(data_root, source_root, out='unused'):
@@ -146,10 +146,9 @@ def _domain_loader(cfg, domain):
     """``(name, dataloader config)`` of a domain of ``cfg``'s ContinualTestLoop."""
     from mmengine.registry import init_default_scope
 
-    from stag_seg.engine.continual_loop import ContinualTestLoop
     init_default_scope('mmpretrain')
-    return ContinualTestLoop._domain_spec(domain, cfg.test_dataloader.to_dict(),
-                                          cfg.test_cfg.get('domain_key', 'corruption'))
+    return domain_dataloader(domain, cfg.test_dataloader.to_dict(),
+                             cfg.test_cfg.get('domain_key', 'corruption'))
 
 
 def _stream(cfg, domain):

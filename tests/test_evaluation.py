@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from stag_seg.engine import ContinualTestLoop
+from stag_seg.datasets.domains import domain_dataloader
 from stag_seg.evaluation import RunningMetric, StreamResults, format_records, validate_results
 
 
@@ -92,15 +92,15 @@ def test_running_miou_matches_the_definition_incrementally():
 
 def test_domain_specs_derive_each_dataloader_from_the_template():
     template = dict(batch_size=1, dataset=dict(type='ACDCDataset', data_root='d', split='train'))
-    name, cfg = ContinualTestLoop._domain_spec('fog', template, 'condition')
+    name, cfg = domain_dataloader('fog', template, 'condition')
     assert name == 'fog' and cfg['dataset']['condition'] == 'fog'
     assert 'condition' not in template['dataset']  # the template is not modified
-    name, cfg = ContinualTestLoop._domain_spec(
+    name, cfg = domain_dataloader(
         dict(name='night-val', dataset=dict(condition='night', split='val')), template,
         'condition')
     assert name == 'night-val' and cfg['dataset']['split'] == 'val'
     full = dict(batch_size=4, dataset=dict(type='Other'))
-    assert ContinualTestLoop._domain_spec(dict(name='x', dataloader=full), template,
+    assert domain_dataloader(dict(name='x', dataloader=full), template,
                                           'condition') == ('x', full)
     with pytest.raises(TypeError, match="a name or a dict with a 'name'"):
-        ContinualTestLoop._domain_spec(dict(dataset={}), template, 'condition')
+        domain_dataloader(dict(dataset={}), template, 'condition')

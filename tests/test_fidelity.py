@@ -251,14 +251,15 @@ def _cotta_batch(seed=0):
 
 def test_cotta_teacher_runs_slide_inference_on_every_view_and_averages_at_the_original_size(
         monkeypatch):
-    from stag_seg.engine.adapt import StepContext
     from stag_seg.models import segmentor_logits
+    from stag_seg.structures import StepContext
     model = _cotta_segmentor()
-    model.configure_adaptation()
+    model.tta_adapter.attach()
     method = model.tta_method
     data = model.data_preprocessor(_cotta_batch(), False)
     metas = [dict(s.metainfo) for s in data['data_samples']]
-    ctx = StepContext(data['inputs'], model, segmentor_logits, model._tap, metas=metas)
+    ctx = StepContext(data['inputs'], model, segmentor_logits, model.tta_adapter.tap,
+                      metas=metas)
     calls = []
     slide = type(model).slide_inference
 
@@ -463,6 +464,6 @@ def test_scaled_lr_follows_the_rules_of_the_sar_and_deyo_scripts():
 
 def test_cotta_trains_every_parameter_of_a_segformer_as_the_segmentation_code_does():
     model = build_segmentor(dict(type='CoTTA'))
-    model.configure_adaptation()
+    model.tta_adapter.attach()
     assert set(model.tta_method.param_names) == {n for n, _ in model.named_parameters()}
     assert any(n.endswith('in_proj_weight') for n in model.tta_method.param_names)

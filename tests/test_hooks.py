@@ -140,13 +140,15 @@ def test_a_self_adapting_model_with_a_hook_is_refused(tiny_tree, tmp_path, seg_c
 
 
 def test_models_without_a_tappable_classifier_are_refused():
-    from stag_seg.models import tap_model
+    from stag_seg.methods import build_method
+    from stag_seg.models import build_adapter
+    tent = build_method(dict(type='Tent'), dict(optimizer=dict(type='SGD', lr=0.1)))
     with pytest.raises(TypeError, match='neither an MMSeg segmentor .* nor an mmpretrain'):
-        tap_model(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+        build_adapter(torch.nn.Sequential(torch.nn.Linear(2, 2)), tent)
     model = build_segmentor()
     del model.decode_head.conv_seg
     with pytest.raises(TypeError, match='has no conv_seg layer'):
-        tap_model(model)
+        build_adapter(model, tent).attach()
 
 
 @pytest.mark.parametrize('kwargs, error, match', [
@@ -160,10 +162,18 @@ def test_bad_hook_configs_fail_at_construction(kwargs, error, match):
 
 
 def test_stag_hook_is_a_tta_hook_with_stag_first():
-    hook = STAGHook(method=dict(TENT, regularizers=[]), weight=2.0, space='logit')
-    assert hook.method_cfg['regularizers'] == [dict(
-        type='STAG', weight=2.0, space='logit', form='gram', temperature=1.0, use_bias=True,
-        anchors='frozen')]
+    from stag_seg.methods import build_method
+    from stag_seg.stag import STAG
+    hook = STAGHook(method=dict(TENT, regularizers=[]), weight=2.0, space='logit',
+                    final_state='reset')
+    assert hook.final_state == 'reset'  # TTAHook's own argument is not taken for STAG's
+    assert hook.method_cfg['regularizers'] == [dict(type='STAG', weight=2.0, space='logit')]
+    stag = build_method(hook.method_cfg).regularizers[0]
+    # the options not given keep STAG's own defaults, written once, in its signature
+    assert (stag.weight, stag.space, stag.form, stag.temperature, stag.use_bias,
+            stag.anchor_mode) == (2.0, 'logit', 'gram', 1.0, True, 'frozen')
+    assert STAG.defaults() == dict(weight=1.0, space='feature', form='gram', temperature=1.0,
+                                   use_bias=True, anchors='frozen', eps=1e-12)
 
 
 # ---------------------------------------------------------------------------- mmpretrain
@@ -281,7 +291,8 @@ def test_example_hook_configs_add_only_imports_hooks_and_data(config, registry, 
     from conftest import ROOT
     from mmengine.registry import DefaultScope
 
-    from stag_seg.models import tap_model
+    from stag_seg.methods import build_method
+    from stag_seg.models import build_adapter
     cfg = Config.fromfile(osp.join(ROOT, config))
     assert cfg.custom_imports['imports'] == ['stag_seg']
     hook = HOOKS.build(cfg.custom_hooks[0])
@@ -296,7 +307,10 @@ def test_example_hook_configs_add_only_imports_hooks_and_data(config, registry, 
         model = MODELS.build(cfg.model)  # the stock model type, tapped as it is
     assert type(model).__name__ in ('EncoderDecoder', 'ImageClassifier')
     num_classes = 19 if registry == 'mmseg' else 1000
-    assert tap_model(model).weight.shape[0] == num_classes
+    adapter = build_adapter(model, build_method(dict(type='Tent'),
+                                                dict(optimizer=dict(type='SGD', lr=0.1))))
+    assert adapter.family == ('segmentor' if registry == 'mmseg' else 'classifier')
+    assert adapter.make_tap().weight.shape[0] == num_classes
 
 
 def test_the_hook_drives_the_continual_loop_with_episodic_resets(tiny_tree, tmp_path,

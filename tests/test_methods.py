@@ -8,10 +8,10 @@ import torch.nn.functional as F
 from conftest import build_segmentor, make_batch, state_copy
 from torch import nn
 
-from stag_seg.engine.adapt import StepContext, sam_ascend, sam_descend, sam_update
+from stag_seg.methods.step import sam_ascend, sam_descend, sam_update
 from stag_seg.methods import (EATA, SAR, CoTTA, DeYO, collect_norm_params, patch_shuffle,
                               shuffle_patches_per_sample, unshuffle_patches)
-from stag_seg.models import TapOutput
+from stag_seg.structures import StepContext, TapOutput, step_stats
 from stag_seg.stag import entropy
 
 OPT = dict(optimizer=dict(type='SGD', lr=0.5))
@@ -52,8 +52,7 @@ def test_stag_composes_with_every_method(cfg):
     model = build_segmentor(dict(cfg, regularizers=[dict(type='STAG', anchors=anchors)]),
                             optim_lr=0.5)
     before = state_copy(model)
-    model.test_step(make_batch())
-    stats = model.tta_method.last_stats
+    stats = step_stats(model.test_step(make_batch()))
     assert math.isfinite(stats['loss']) and math.isfinite(stats['stag_loss'])
     assert stats['stag_used'] > 0 and stats['skipped'] == 0
     assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())
@@ -64,8 +63,7 @@ def test_stag_composes_with_every_method(cfg):
 def test_stag_rides_on_both_sam_steps():
     model = build_segmentor(dict(type='SAR', e0=2.0, regularizers=[dict(type='STAG',
                                                                           weight=5.0)]))
-    model.test_step(make_batch())
-    assert model.tta_method.last_stats['sam2_stag_used'] > 0
+    assert step_stats(model.test_step(make_batch()))['sam2_stag_used'] > 0
 
 
 # ------------------------------------------------------------------------------------- EATA
@@ -107,7 +105,7 @@ def test_eata_fisher_matches_an_independent_estimate_and_penalises_drift(tiny_tr
     model = build_segmentor(dict(type='EATA', e0=3.0, fisher_data=fisher_data,
                                  fisher_alpha=1e3), num_classes=19)
     ref = copy.deepcopy(model)
-    model.test_step(make_batch(size=(32, 64)))  # configures: the Fisher is estimated here
+    out = model.test_step(make_batch(size=(32, 64)))  # configures: the Fisher is estimated here
     method = model.tta_method
     assert len(method.fisher) == len(method.param_names)
     # independent: per image, grad of CE against its own argmax, squared, averaged
@@ -130,7 +128,7 @@ def test_eata_fisher_matches_an_independent_estimate_and_penalises_drift(tiny_tr
                 expected[n] += g.pow(2) / 2
     for n, (fisher, source) in zip(method.param_names, method.fisher):
         torch.testing.assert_close(fisher, expected[n], rtol=1e-4, atol=1e-10)
-    assert method.last_stats['eata_fisher'] >= 0
+    assert step_stats(out)['eata_fisher'] >= 0
 
 
 @pytest.mark.parametrize('num_images, indices, match', [
@@ -225,13 +223,13 @@ def test_sar_resets_to_the_source_under_a_constructed_collapse():
     assert any(not torch.equal(v, source[k]) for k, v in model.state_dict().items())
     # a collapsed model has near-zero entropy: the average of the second loss drops under 0.2
     method.ema = 0.01
-    model.test_step(make_batch(seed=1))
+    stats = step_stats(model.test_step(make_batch(seed=1)))
     assert method.num_resets == 1
-    assert method.last_stats['sar_reset'] == 1.0
+    assert stats['sar_reset'] == 1.0
     for key, value in model.state_dict().items():
         assert torch.equal(value, source[key]), key
     # the low average is kept, as the reference does, so the next steps may reset again
-    assert method.ema == pytest.approx(0.9 * 0.01 + 0.1 * method.last_stats['sam2_loss'])
+    assert method.ema == pytest.approx(0.9 * 0.01 + 0.1 * stats['sam2_loss'])
 
 
 def test_sar_does_not_reset_a_healthy_stream():
@@ -381,7 +379,7 @@ def test_cotta_reports_the_teachers_label_and_trains_the_student_on_it():
         expected = F.interpolate(logits, size=(64, 64), mode='bilinear').argmax(1)
     out = model.test_step(batch)
     assert torch.equal(out[0].pred_sem_seg.data[0], expected[0])
-    assert model.tta_method.last_stats['cotta_confident'] == 0.0  # nobody beats 2.0
+    assert step_stats(out)['cotta_confident'] == 0.0  # nobody beats 2.0
 
 
 # ---------------------------------------------------- CoTTA, the classification reading
@@ -500,7 +498,7 @@ def test_cotta_random_views_are_seeded_clipped_and_shaped():
 @pytest.mark.parametrize('confidence, teacher_calls', [(1.1, 1 + 5), (0.0, 1)])
 def test_cotta_random_views_cost_num_views_teacher_forwards_when_used(monkeypatch, confidence,
                                                                        teacher_calls):
-    from stag_seg.models import steps
+    from stag_seg.models import adapter as steps
     model = _classifier(dict(type='CoTTA', views='random', num_views=5, confidence=confidence,
                              confidence_mode='batch_mean', label='soft'))
     calls = []
@@ -511,13 +509,13 @@ def test_cotta_random_views_cost_num_views_teacher_forwards_when_used(monkeypatc
         return real(m, inputs)
 
     monkeypatch.setattr(steps, 'classifier_logits', counting)
-    model.test_step(_cls_batch())
+    stats = step_stats(model.test_step(_cls_batch()))
     method = model.tta_method
     on_teacher = [x for m, x in calls if m is method.teacher]
     assert len(on_teacher) == teacher_calls  # the plain input, then one forward per view
     assert len([m for m, _ in calls if m is method.anchor]) == 1
     assert all(x.shape == (4, 3, 32, 32) for x in on_teacher)
-    assert method.last_stats['cotta_confident'] == (0.0 if confidence > 1 else 1.0)
+    assert stats['cotta_confident'] == (0.0 if confidence > 1 else 1.0)
 
 
 def test_cotta_views_match_torchvision_pad_affine_blur_crop():
@@ -553,7 +551,7 @@ def test_cotta_classification_reading_adapts_a_classifier(stag):
     method = model.tta_method
     assert (method.confidence_mode, method.label, method.views) == (
         'batch_mean', 'symmetric', 'random')
-    stats = method.last_stats
+    stats = step_stats(preds)
     assert stats['skipped'] == 0 and math.isfinite(stats['loss'])
     assert stats['cotta_confident'] == 0.0
     if stag:
@@ -637,27 +635,24 @@ class _TwoRanks:
 @pytest.mark.parametrize('other_skips, grad_syncs', [(False, 1), (True, 0)])
 def test_a_rank_without_selection_still_joins_a_step_the_others_take(monkeypatch, other_skips,
                                                                       grad_syncs):
-    from stag_seg.engine import adapt
+    from stag_seg import dist
     ranks = _TwoRanks(other_skips)
-    monkeypatch.setattr(adapt, 'get_world_size', lambda: 2)
-    monkeypatch.setattr(adapt, 'all_reduce', ranks)
+    monkeypatch.setattr(dist, 'get_world_size', lambda: 2)
+    monkeypatch.setattr(dist, 'all_reduce', ranks)
     model = build_segmentor(dict(type='EATA', e0=1e-9))  # nothing is below the margin here
-    model.test_step(make_batch(seed=0))
-    assert model.tta_method.last_stats['skipped'] == float(other_skips)
+    assert step_stats(model.test_step(make_batch(seed=0)))['skipped'] == float(other_skips)
     # the gradient average (and the check that it is finite) is entered by every rank, or
     # by none
     assert ranks.calls == ['min'] * 3 + ['mean', 'min'] * grad_syncs
 
 
 def test_sar_averages_its_reset_signal_over_ranks(monkeypatch):
-    from stag_seg.engine import adapt
-    from stag_seg.methods import sar
-    monkeypatch.setattr(adapt, 'get_world_size', lambda: 2)
-    monkeypatch.setattr(adapt, 'all_reduce', _TwoRanks(False))
-    monkeypatch.setattr(sar, 'get_world_size', lambda: 2)
-    monkeypatch.setattr(sar, 'all_reduce', _TwoRanks(False, other_loss=0.0))  # collapsed
+    from stag_seg import dist
+    monkeypatch.setattr(dist, 'get_world_size', lambda: 2)
+    # the other rank has collapsed: its second loss is 0
+    monkeypatch.setattr(dist, 'all_reduce', _TwoRanks(False, other_loss=0.0))
     model = build_segmentor(dict(type='SAR', e0=2.0))
-    model.test_step(make_batch(seed=0))
+    stats = step_stats(model.test_step(make_batch(seed=0)))
     method = model.tta_method
     # the first average is the mean of this rank's second loss and the other's 0
-    assert method.ema == pytest.approx(method.last_stats['sam2_loss'] / 2)
+    assert method.ema == pytest.approx(stats['sam2_loss'] / 2)

@@ -16,6 +16,7 @@ from mmseg.structures import SegDataSample
 from PIL import Image
 
 from stag_seg.engine.guards import BadInputError, CollapseGuard, check_batch
+from stag_seg.structures import step_nonfinite, step_stats
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 _IDS = itertools.count()
@@ -164,9 +165,8 @@ def test_an_infinite_gradient_is_dropped_without_a_step():
     before = state_copy(model)
     norm = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
     norm.weight.register_hook(lambda grad: torch.full_like(grad, float('inf')))
-    model.test_step(make_batch(seed=0))
-    stats = model.tta_method.last_stats
-    assert stats['nonfinite'] == 1.0 and model.tta_method.last_nonfinite == 'gradient'
+    out = model.test_step(make_batch(seed=0))
+    assert step_stats(out)['nonfinite'] == 1.0 and step_nonfinite(out) == 'gradient'
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key
 

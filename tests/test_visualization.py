@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from stag_seg.engine import TTAShowHook
-from stag_seg.engine.adapt import selected_fraction
+from stag_seg.methods.step import selected_fraction
 from stag_seg.evaluation import (RunningMetric, StreamResults, compare_csv, compare_markdown,
                                  plot_results, run_labels, write_results)
 from stag_seg.evaluation.report import FIGURE_DPI, FIGURE_SIZE

@@ -65,6 +65,7 @@ def run_worker(args: argparse.Namespace) -> dict:
     import stag_seg  # noqa: F401
     from stag_seg.registry import TTA_REGULARIZERS
     from stag_seg.stag import STAG, stag_loss_autograd
+    from stag_seg.structures import step_stats
 
     @TTA_REGULARIZERS.register_module(force=True)
     class AutogradSTAG(STAG):
@@ -116,7 +117,7 @@ def run_worker(args: argparse.Namespace) -> dict:
         sync()
         start, cpu_start = time.perf_counter(), time.process_time()
         with torch.no_grad():  # as MMEngine's TestLoop calls test_step
-            model.test_step(data)
+            outputs = model.test_step(data)
         sync()
         if i >= args.warmup:
             times.append(time.perf_counter() - start)
@@ -129,7 +130,7 @@ def run_worker(args: argparse.Namespace) -> dict:
     return dict(variant=variant, device=device, median_s=statistics.median(times),
                 mean_s=statistics.fmean(times), min_s=min(times),
                 cpu_median_s=statistics.median(cpu_times), peak_mem_mb=peak,
-                stats=model.tta_method.last_stats)
+                stats=step_stats(outputs))
 
 
 def _run_variant(args: argparse.Namespace, variant: str, device: str) -> dict:

@@ -1,9 +1,11 @@
-"""The adaptation step, the loop that drives a stream, and the hooks for stock test loops."""
-from .adapt import adapt_step
+"""The loop that drives a stream, and the hooks that adapt, guard, measure and draw inside any
+MM test loop."""
 from .continual_loop import ContinualTestLoop
+from .guards import CollapseGuard, CollapseGuardHook
 from .lr_scaling import scaled_lr
 from .show_hook import TTAShowHook
+from .stats_hook import TTAStatsHook
 from .tta_hook import STAGHook, TTAHook
 
-__all__ = ['ContinualTestLoop', 'STAGHook', 'TTAHook', 'TTAShowHook', 'adapt_step',
-           'scaled_lr']
+__all__ = ['CollapseGuard', 'CollapseGuardHook', 'ContinualTestLoop', 'STAGHook', 'TTAHook',
+           'TTAShowHook', 'TTAStatsHook', 'scaled_lr']

@@ -1,14 +1,23 @@
 """What keeps a long stream alive: input checks, the bad-input policy and the collapse guard."""
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
+from mmengine.dist import get_world_size
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+from mmengine.registry import HOOKS
 
-__all__ = ['BAD_INPUT_POLICIES', 'BadInputError', 'CollapseGuard', 'batch_files',
-           'check_batch', 'prediction_stats']
+from ..dist import all_ranks
+from ..structures import STATS_KEY
+
+__all__ = ['BAD_INPUT_POLICIES', 'BadInputError', 'BadInputPolicy', 'CollapseGuard', 'CollapseGuardHook',
+           'batch_files', 'check_batch', 'prediction_stats']
 
 #: ``test_cfg.on_bad_input``: stop with a clear error (results so far on disk), or skip the
 #: item, log it and count it in the results.
@@ -17,6 +26,40 @@ BAD_INPUT_POLICIES = ('error', 'skip')
 
 class BadInputError(RuntimeError):
     """An input the stream cannot use; the message names the file, the domain and the step."""
+
+
+class BadInputPolicy:
+    """``test_cfg.on_bad_input``: stop with a clear error, or skip, log and count.
+
+    Args:
+        policy (str): ``'error'`` or ``'skip'``.
+    """
+
+    def __init__(self, policy: str) -> None:
+        if policy not in BAD_INPUT_POLICIES:
+            raise ValueError(f'test_cfg.on_bad_input must be one of {BAD_INPUT_POLICIES}, got '
+                             f'{policy!r}')
+        self.policy = policy
+
+    def apply(self, message: str, skipped: list[dict], write_partial: Callable[[str], Any],
+              item: dict) -> None:
+        """Handle one bad ``item`` (``step``, ``error``, ``scored``, ``samples``): append it to
+        ``skipped``, or write the results gathered so far (``write_partial(message)`` returns
+        their path) and raise :class:`BadInputError`.
+
+        ``scored``: the item's prediction was made and scored (a non-finite step), as opposed
+        to an item skipped before the model saw it (``samples`` of them), which needs one
+        process: the other ranks would run that step's collectives without this one.
+        """
+        if self.policy == 'skip' and not item['scored'] and get_world_size() > 1:
+            message += (' (skipping an item before the model sees it needs one process; '
+                        'with several, the run stops)')
+        elif self.policy == 'skip':
+            print_log(f'skipped: {message}', logger='current', level=logging.WARNING)
+            skipped.append(item)
+            return
+        raise BadInputError(f'{message}\n(results gathered so far: {write_partial(message)}; '
+                            "test_cfg.on_bad_input='skip' skips and counts such items)")
 
 
 def _files(sample: Any) -> str:
@@ -177,3 +220,44 @@ class CollapseGuard:
                 return (f'{kept} classes hold >= {self.min_share:.0%} of the last '
                         f'{self.window} steps\' predictions (< {self.min_classes})')
         return None
+
+
+@HOOKS.register_module()
+class CollapseGuardHook(Hook):
+    """Run a :class:`CollapseGuard` on each batch's outputs and reset the adapted model to the
+    source when it fires.
+
+    ``test_cfg.collapse_guard=dict(...)`` of ``ContinualTestLoop`` registers one; it also works
+    under any other test loop from ``custom_hooks``. A reset is marked in the step's statistics
+    (``guard_reset``), so it is counted in the record of its (round, domain). Every rank resets
+    together, or none: the replicas must stay identical.
+
+    Args:
+        **kwargs: :class:`CollapseGuard`'s arguments (``entropy_below``, ``min_classes``,
+            ``every``, ...).
+    """
+
+    # after the adaptation (TTAHook, VERY_HIGH), before the statistics are taken (NORMAL)
+    priority = 'ABOVE_NORMAL'
+
+    def __init__(self, **kwargs) -> None:
+        self.guard = CollapseGuard(**kwargs)
+
+    def after_test_iter(self, runner, batch_idx: int, data_batch: dict | None = None,
+                        outputs: Sequence | None = None) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        method = getattr(model, 'tta_method', None)
+        if method is None or not outputs:
+            return
+        reason = self.guard.step(outputs)
+        if all_ranks(not reason):
+            return
+        reason = reason or 'the collapse guard fired on another rank'
+        method.reset()
+        self.guard.clear()
+        outputs[0].metainfo.get(STATS_KEY, {})['guard_reset'] = 1.0
+        loop = runner.test_loop
+        where = (f'round {loop.round_idx} {loop.domain} ' if hasattr(loop, 'round_idx')
+                 else '')
+        print_log(f'collapse guard: {where}step {batch_idx}: {reason}; the model is reset to '
+                  'the source', logger='current', level=logging.WARNING)

@@ -20,9 +20,10 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from .. import compat
-from ..methods.base import BaseTTAMethod, build_method
-from ..models.steps import adapted_test_step, family_logits, tap_model
+from ..methods import BaseTTAMethod, build_method
+from ..models import Adapter, build_adapter
+from ..stag import STAG
+from .stats_hook import TTAStatsHook
 
 __all__ = ['STAGHook', 'TTAHook']
 
@@ -34,10 +35,13 @@ class TTAHook(Hook):
     """Adapt the runner's model while it is tested: predict each batch, then update on it once.
 
     At ``before_test`` the model (an MMSeg segmentor whose decode head ends in ``conv_seg``, or
-    an mmpretrain classifier whose head ends in an ``nn.Linear``) is prepared for the method and
-    its ``test_step`` is replaced, on that model instance only, by the adapted one that
-    ``TTAEncoderDecoder`` uses. At ``after_test`` the original ``test_step`` and the layers'
-    modes come back; the weights stay adapted or return to the source as ``final_state`` says.
+    an mmpretrain classifier whose head ends in an ``nn.Linear``) gets the adapter of its family
+    (:mod:`stag_seg.models.adapter`, the one ``TTAEncoderDecoder`` uses), which attaches the
+    method, and its ``test_step`` is replaced, on that model instance only, by the adapter's. At
+    ``after_test`` the original ``test_step`` and the layers' modes come back; the weights stay
+    adapted or return to the source as ``final_state`` says. Under a test loop that has no
+    :class:`~stag_seg.engine.TTAStatsHook` (MMEngine's ``TestLoop``), this hook writes the same
+    per-step scalars through one of its own.
 
     Args:
         method (dict): A method config, e.g. ``dict(type='Tent')``.
@@ -76,27 +80,37 @@ class TTAHook(Hook):
         self.final_state = final_state
         self.save_adapted = save_adapted
         self.method: BaseTTAMethod | None = None
+        self.adapter: Adapter | None = None
+        self._stats: TTAStatsHook | None = None
         build_method(self.method_cfg, self.optim_wrapper)  # fail on a bad config now
 
     def before_test(self, runner) -> None:
         model = self._model(runner)
         self._check_alone(runner, model)
         self.method = build_method(self.method_cfg, self.optim_wrapper)
-        compat.revert_sync_batchnorm(model)
-        tap = tap_model(model) if self.method.needs_grad else None
-        self.method.configure(model, logits_fn=family_logits(model))
-        step = adapted_test_step(model)
-        method = self.method
-        # instance attributes: only this model changes, and after_test removes both
-        model.tta_method = method
-        model.test_step = lambda data: step(model, method, tap, data)
-        print_log(f'TTAHook: {method!r} adapts {type(model).__name__} during the test',
+        self.adapter = build_adapter(model, self.method)
+        self.adapter.attach()
+        # instance attributes: only this model changes, and after_test removes them
+        model.tta_method, model.tta_adapter = self.method, self.adapter
+        model.test_step = self.adapter.test_step
+        self._stats = (None if any(isinstance(h, TTAStatsHook) for h in runner.hooks)
+                       else TTAStatsHook())
+        print_log(f'TTAHook: {self.method!r} adapts {type(model).__name__} during the test',
                   logger='current')
+
+    def before_test_epoch(self, runner) -> None:
+        if self._stats is not None:
+            self._stats.before_test_epoch(runner)
 
     def before_test_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         # the test loop calls model.eval() after before_test: put the method's layers back
         if self.method is not None:
             self.method.apply_modes()
+
+    def after_test_iter(self, runner, batch_idx: int, data_batch: dict | None = None,
+                        outputs: Sequence | None = None) -> None:
+        if self._stats is not None:
+            self._stats.after_test_iter(runner, batch_idx, data_batch, outputs)
 
     def after_test(self, runner) -> None:
         if self.method is None:
@@ -106,12 +120,12 @@ class TTAHook(Hook):
             self._save(runner, model)
         if self.final_state == 'reset':
             self.method.reset()
-        self.method.release()
-        del model.test_step, model.tta_method
+        self.adapter.detach()
+        del model.test_step, model.tta_method, model.tta_adapter
         print_log(f'TTAHook: test finished; the model keeps its '
                   f'{"adapted" if self.final_state == "keep" else "source"} weights '
                   f"(final_state='{self.final_state}')", logger='current')
-        self.method = None
+        self.method, self.adapter, self._stats = None, None, None
 
     @staticmethod
     def _model(runner):
@@ -122,7 +136,7 @@ class TTAHook(Hook):
         if len(hooks) > 1:
             raise RuntimeError(f'{len(hooks)} TTA hooks ({", ".join(type(h).__name__ for h in hooks)}'
                                ') would adapt the same model; keep one in custom_hooks')
-        if getattr(model, 'tta_method', None) is not None:
+        if getattr(model, 'tta_adapter', None) is not None:
             raise RuntimeError(f'{type(model).__name__} already adapts itself with '
                                f'{model.tta_method!r}; a TTAHook would adapt it twice: use a '
                                'plain model type or remove the hook')
@@ -146,20 +160,12 @@ class STAGHook(TTAHook):
 
     Args:
         method (dict): The method STAG rides on.
-        weight, space, form, temperature, use_bias, anchors: STAG's options
-            (:class:`stag_seg.stag.STAG`).
-        **kwargs: :class:`TTAHook`'s other arguments.
+        **kwargs: STAG's options (``weight``, ``space``, ``form``, ``temperature``,
+            ``use_bias``, ``anchors``, ``eps``; :class:`stag_seg.stag.STAG`, whose defaults
+            apply to those not given) and :class:`TTAHook`'s other arguments.
     """
 
-    def __init__(self,
-                 method: dict,
-                 weight: float = 1.0,
-                 space: str = 'feature',
-                 form: str = 'gram',
-                 temperature: float = 1.0,
-                 use_bias: bool = True,
-                 anchors: str = 'frozen',
-                 **kwargs) -> None:
-        stag = dict(type='STAG', weight=weight, space=space, form=form, temperature=temperature,
-                    use_bias=use_bias, anchors=anchors)
+    def __init__(self, method: dict, **kwargs) -> None:
+        options = STAG.defaults()
+        stag = dict(type='STAG', **{k: kwargs.pop(k) for k in list(kwargs) if k in options})
         super().__init__(method, regularizers=[stag, *kwargs.pop('regularizers', [])], **kwargs)

@@ -1,18 +1,16 @@
 """The life cycle every TTA method shares: configure, loss, reset, release.
 
-A method turns a :class:`~stag_seg.models.tap.TapOutput` into a :class:`MethodLoss` (its loss,
-the positions it selected and their weights, a few statistics). It never calls ``backward`` or
-``optimizer.step``: :func:`stag_seg.engine.adapt_step` does each once per step, after adding the
+A method turns a :class:`~stag_seg.structures.TapOutput` into a
+:class:`~stag_seg.structures.MethodLoss` (its loss, the positions it selected and their
+weights, a few statistics). It never calls ``backward`` or ``optimizer.step``:
+:func:`stag_seg.methods.step.adapt_step` does each once per step, after adding the
 regularizers' losses on the method's own mask and weights.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import copy
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -22,31 +20,9 @@ from mmengine.registry import OPTIM_WRAPPERS, OPTIMIZERS
 from torch import Tensor, nn
 
 from ..registry import TTA_METHODS, TTA_REGULARIZERS, build, lookup
-
-if TYPE_CHECKING:  # the models package imports the methods
-    from ..engine.adapt import StepContext
-    from ..models.tap import TapOutput
+from ..structures import MethodLoss, StepContext, TapOutput
 
 __all__ = ['BaseTTAMethod', 'MethodLoss', 'build_method', 'valid_mean']
-
-
-@dataclass
-class MethodLoss:
-    """What a method's ``loss`` returns.
-
-    Attributes:
-        loss (Tensor): Scalar base loss ``L_base``.
-        mask (Tensor | None): (N, *) bool positions (or (N,) samples) the loss uses.
-        weights (Tensor | None): (N, *) or (N,) weights the loss applies to them.
-        stats (dict): Scalars to log (floats).
-        skip (bool): Take no optimizer step this time (nothing was selected), as the reference
-            implementations of EATA and DeYO do.
-    """
-    loss: Tensor
-    mask: Tensor | None = None
-    weights: Tensor | None = None
-    stats: dict = field(default_factory=dict)
-    skip: bool = False
 
 
 class BaseTTAMethod:
@@ -85,7 +61,6 @@ class BaseTTAMethod:
         self.optim_wrapper: OptimWrapper | None = None
         self.model: nn.Module | None = None
         self.param_names: list[str] = []
-        self.last_stats: dict = {}
         self.logits_fn = None
         self._train_modules: list[nn.Module] = []
         self._saved: dict = {}
@@ -254,7 +229,8 @@ class BaseTTAMethod:
         return None
 
     def after_step(self, out: TapOutput | None, ctx: StepContext) -> None:
-        """Bookkeeping after the update (EMA teachers, resets, statistics)."""
+        """Bookkeeping after the update (EMA teachers, resets); statistics of its own go into
+        ``ctx.stats``."""
 
     def reset_state(self) -> None:
         """Forget the method's own state (moving averages, counters)."""

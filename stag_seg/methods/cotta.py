@@ -50,7 +50,7 @@ segmentation map would have to be warped back.
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import mmcv
 import numpy as np
@@ -60,12 +60,10 @@ from torch import Tensor, nn
 
 from ..registry import TTA_METHODS
 from .augment import random_view
+from ..structures import StepContext, TapOutput
 from .base import BaseTTAMethod, MethodLoss, valid_mean
 from .params import collect_weights_and_biases, use_batch_statistics
 
-if TYPE_CHECKING:
-    from ..engine.adapt import StepContext
-    from ..models.tap import TapOutput
 
 __all__ = ['CoTTA']
 
@@ -375,11 +373,14 @@ class CoTTA(BaseTTAMethod):
 
 
 def _frozen_copy(model: nn.Module, method: BaseTTAMethod) -> nn.Module:
-    """A detached copy of ``model`` (not of the method or tap it references), in eval mode."""
+    """A detached copy of ``model`` (not of the method, adapter or tap it references), in eval
+    mode."""
     memo = {id(method): method}
     for value in vars(model).values():
-        if hasattr(value, 'layer') and hasattr(value, 'capture'):  # a ClassifierTap
+        if getattr(value, 'method', None) is method:  # the model's adapter, and its tap
             memo[id(value)] = value
+            if getattr(value, 'tap', None) is not None:
+                memo[id(value.tap)] = value.tap
     clone = copy.deepcopy(model, memo)
     clone.eval()
     if method.batch_stats:  # as the reference's classification code, whose copies share it

@@ -28,19 +28,16 @@ from a generator seeded by ``seed``, the same on every rank.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from ..registry import TTA_METHODS
 from ..stag.entropy import entropy
+from ..structures import StepContext, TapOutput
 from .base import MethodLoss, valid_mean
 from .tent import Tent
 
-if TYPE_CHECKING:
-    from ..engine.adapt import StepContext
-    from ..models.tap import TapOutput
 
 __all__ = ['DeYO', 'patch_shuffle', 'shuffle_patches_per_sample', 'unshuffle_patches']
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -31,12 +30,10 @@ from torch import Tensor, nn
 
 from ..registry import TTA_METHODS
 from ..stag.entropy import entropy
+from ..structures import StepContext, TapOutput
 from .base import MethodLoss, valid_mean
 from .tent import Tent
 
-if TYPE_CHECKING:
-    from ..engine.adapt import StepContext
-    from ..models.tap import TapOutput
 
 __all__ = ['EATA']
 

@@ -11,7 +11,7 @@ and the ImageNet-C configs use it. Per step (Eq. 2-5):
 1. reliable samples: entropy ``H < e0`` (``e0 = 0.4 ln C``); loss ``mean(H)`` over them;
 2. SAM: gradient at ``w``, ascend to ``w + rho g/|g|``, forward the same batch again, keep the
    samples still below ``e0`` among the first ones, loss ``mean(H)`` there, gradient at the
-   perturbed weights, restore ``w``, step (the engine's :func:`~stag_seg.engine.adapt.sam_update`);
+   perturbed weights, restore ``w``, step (:func:`~stag_seg.methods.step.sam_update`);
 3. recovery: a moving average ``ema <- 0.9 ema + 0.1 L2`` of the second loss; when it falls below
    ``reset_threshold`` (0.2) the model returns to the source. As in the reference, the base
    optimizer keeps its momentum through the reset (the reference reloads the SAM wrapper's
@@ -24,19 +24,16 @@ For segmentation reliability is per pixel. STAG rides on both SAM losses with th
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
-from mmengine.dist import all_reduce, get_world_size
 
+from ..dist import rank_mean
 from ..registry import TTA_METHODS
 from ..stag.entropy import entropy
+from ..structures import StepContext, TapOutput
 from .base import MethodLoss, valid_mean
 from .tent import Tent
 
-if TYPE_CHECKING:
-    from ..engine.adapt import StepContext
-    from ..models.tap import TapOutput
 
 __all__ = ['SAR']
 
@@ -120,7 +117,7 @@ class SAR(Tent):
             return  # the reference updates its average only with a defined second loss
         self.ema = value if self.ema is None else \
             self.ema_momentum * self.ema + (1 - self.ema_momentum) * value
-        self.last_stats['sar_ema'] = self.ema
+        ctx.stats['sar_ema'] = self.ema
         reset = self.ema < self.reset_threshold
         if reset:
             self.num_resets += 1
@@ -129,14 +126,5 @@ class SAR(Tent):
             # as the reference: the low average is kept, so the reset repeats until the loss
             # of the source model lifts it back over the threshold
             self.ema = ema
-        self.last_stats['sar_reset'] = float(reset)  # its mean per domain is the reset rate
+        ctx.stats['sar_reset'] = float(reset)  # its mean per domain is the reset rate
 
-
-def rank_mean(value: float, defined: bool) -> tuple[float, bool]:
-    """The mean of ``value`` over the ranks where it is ``defined`` (and whether any is)."""
-    if get_world_size() == 1:
-        return value, defined
-    total = torch.tensor([value if defined else 0.0, float(defined)], dtype=torch.float64)
-    all_reduce(total, op='sum')
-    count = float(total[1])
-    return (float(total[0]) / count if count else 0.0), count > 0

@@ -29,7 +29,6 @@ For segmentation, ``resolution`` says where the loss lives:
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 from typing import Sequence
 
@@ -38,12 +37,10 @@ from torch import nn
 
 from ..registry import TTA_METHODS
 from ..stag.entropy import entropy
+from ..structures import StepContext, TapOutput
 from .base import BaseTTAMethod, MethodLoss, valid_mean
 from .params import collect_norm_params, drop_frozen, use_batch_statistics
 
-if TYPE_CHECKING:  # the models package imports the methods
-    from ..engine.adapt import StepContext
-    from ..models.tap import TapOutput
 
 __all__ = ['Tent']
 

@@ -1,13 +1,12 @@
-"""What every self-adapting model wrapper shares: the method, its tap and the adapted step."""
+"""What every self-adapting model wrapper shares: its method and its adapter."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
 from .. import compat
-from ..methods.base import BaseTTAMethod, build_method
-from .steps import adapted_test_step, family_logits, tap_model
-from .tap import ClassifierTap
+from ..methods import BaseTTAMethod, build_method
+from .adapter import Adapter, build_adapter
 
 __all__ = ['AdaptiveModelMixin']
 
@@ -15,40 +14,29 @@ __all__ = ['AdaptiveModelMixin']
 class AdaptiveModelMixin:
     """Mixed into an MM model class (before it) so that its ``test_step`` adapts.
 
-    The method is configured on the first ``test_step``, after the runner loaded the
-    checkpoint, so the state it snapshots for resets is the source model's. The runner calls
+    The adapter (:mod:`stag_seg.models.adapter`) is chosen by the class, at construction; it
+    attaches the method on the first ``test_step``, after the runner loaded the checkpoint, so
+    the state the method snapshots for resets is the source model's. The runner calls
     ``model.eval()`` before testing; :meth:`train` keeps the layers the method put in train mode
     (BatchNorm with test-batch statistics) in that mode.
     """
 
     tta_method: BaseTTAMethod
+    tta_adapter: Adapter
 
     def _init_adaptation(self, tta_method: dict | None, adapt_optim_wrapper: dict | None) -> None:
         cfg = dict(type='Source') if tta_method is None else tta_method
         if not torch.cuda.is_available():
             # now, before a runner wraps the model for several CPU processes: DDP refuses SyncBN
-            # on CPU modules (and where a process group will exist, configure() is too late)
+            # on CPU modules (and where a process group will exist, attaching is too late)
             compat.revert_sync_batchnorm(self)
-        # a plain attribute, not a submodule: the method holds a reference to this model
+        # plain attributes, not submodules: both hold a reference to this model
         self.tta_method = build_method(cfg, adapt_optim_wrapper)
-        self._tap: ClassifierTap | None = None
+        self.tta_adapter = build_adapter(self, self.tta_method)
 
     def test_step(self, data: dict | tuple | list) -> list:
         """Predict a batch with the current weights, then adapt on it once."""
-        if not self.tta_method.configured:
-            self.configure_adaptation()
-        return adapted_test_step(self)(self, self.tta_method, self._tap, data)
-
-    def configure_adaptation(self) -> None:
-        """Prepare the model for its method: SyncBN without a process group, tap, modes."""
-        compat.revert_sync_batchnorm(self)
-        if self.tta_method.needs_grad:
-            self._tap = tap_model(self)
-        self.tta_method.configure(self, logits_fn=family_logits(self))
-
-    def reset_adaptation(self) -> None:
-        """Return to the source weights and method state (episodic protocols)."""
-        self.tta_method.reset()
+        return self.tta_adapter.test_step(data)
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
         """Refuse a checkpoint whose tensors do not fit, instead of adapting a half-loaded model.

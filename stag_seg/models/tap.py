@@ -7,36 +7,14 @@ capture is open. Nothing is recorded, and no hook stays registered, outside a ca
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Iterator
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ['ClassifierTap', 'TapOutput', 'tap_decode_head']
+from ..structures import TapOutput
 
-
-@dataclass
-class TapOutput:
-    """One forward's view of the classifier, the structure every method receives.
-
-    Attributes:
-        logits (Tensor): (N, C, *) logits at the classifier's resolution, in the graph.
-        weight (Tensor): (C, D) classifier weight ``W``.
-        bias (Tensor | None): (C,) classifier bias ``b``.
-        features (Tensor): (N, D, *) classifier inputs ``z``, in the graph.
-        valid (Tensor | None): (N, *) bool, positions that hold real image content (not
-            padding); None when every position does.
-    """
-    logits: Tensor
-    weight: Tensor
-    bias: Tensor | None
-    features: Tensor
-    valid: Tensor | None = None
-
-    @property
-    def num_classes(self) -> int:
-        return self.logits.size(1)
+__all__ = ['ClassifierTap', 'TapOutput', 'tap_cls_head', 'tap_decode_head']
 
 
 class ClassifierTap:
@@ -120,3 +98,17 @@ def tap_decode_head(segmentor: nn.Module) -> ClassifierTap:
         raise TypeError(f'decode head {type(head).__name__} has no conv_seg layer; the toolkit '
                         'taps the final 1x1 classifier conv_seg of MMSeg decode heads')
     return ClassifierTap(layer, name=f'{type(head).__name__}.conv_seg')
+
+
+def tap_cls_head(classifier: nn.Module) -> ClassifierTap:
+    """Tap the last ``nn.Linear`` of an mmpretrain classifier's head (``LinearClsHead.fc``,
+    ``VisionTransformerClsHead.layers.head``, ...).
+
+    Whether that layer really produces the head's scores is checked on the first step.
+    """
+    head = getattr(classifier, 'head', None)
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear)] if head is not None else []
+    if not linears:
+        raise TypeError(f'the head {type(head).__name__} of {type(classifier).__name__} has no '
+                        'nn.Linear layer; the toolkit taps the final linear classifier')
+    return ClassifierTap(linears[-1], name=f'{type(head).__name__} final Linear')

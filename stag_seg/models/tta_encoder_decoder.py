@@ -16,10 +16,11 @@ class TTAEncoderDecoder(AdaptiveModelMixin, EncoderDecoder):
     Everything MMSeg's ``EncoderDecoder`` does stays (``predict`` included); only
     ``test_step`` changes::
 
-        test_step(): data_preprocessor() -> adapt_step(
+        test_step(): tta_adapter.test_step(): data_preprocessor() -> adapt_step(
                          inference() with grad, tap on decode_head.conv_seg  # prediction
                          -> tta_method.loss() + regularizers -> one backward -> step)
                      -> postprocess_result(prediction made before the update)
+                     -> the step's statistics in each sample's metainfo
 
     Args:
         tta_method (dict): Config of a method in ``TTA_METHODS``, e.g.
@@ -32,7 +33,7 @@ class TTAEncoderDecoder(AdaptiveModelMixin, EncoderDecoder):
 
     Note:
         See :class:`~stag_seg.models.adaptive.AdaptiveModelMixin` for when the method is
-        configured and how train/eval modes are kept.
+        attached and how train/eval modes are kept.
     """
 
     def __init__(self,

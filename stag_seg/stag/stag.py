@@ -5,6 +5,8 @@ current classifier every step) and, while the classifier does not change, the Gr
 """
 from __future__ import annotations
 
+import inspect
+
 from torch import Tensor
 
 from ..registry import TTA_REGULARIZERS
@@ -69,14 +71,20 @@ class STAG:
     def name(self) -> str:
         """``'STAG'``, with the options that differ from the defaults: ``'STAG(space=logit,
         weight=4)'``. Results files name regularizers this way."""
-        defaults = dict(weight=1.0, space='feature', form='gram', temperature=1.0, use_bias=True,
-                        anchors='frozen')
+        defaults = self.defaults()
         values = dict(weight=self.weight, space=self.space, form=self.form,
                       temperature=self.temperature, use_bias=self.use_bias,
                       anchors=self.anchor_mode)
         diff = [f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}'
                 for k, v in values.items() if v != defaults[k]]
         return f'STAG({", ".join(diff)})' if diff else 'STAG'
+
+    @classmethod
+    def defaults(cls) -> dict:
+        """STAG's options and their defaults, read from the signature of ``__init__`` (the one
+        place they are written): what ``STAGHook`` and ``configs/_base_/tta/stag.py`` inherit."""
+        return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
+                if p.default is not inspect.Parameter.empty}
 
     def __repr__(self) -> str:
         return (f'STAG(weight={self.weight}, space={self.space!r}, form={self.form!r}, '

@@ -1,4 +1,5 @@
-# STAG with the defaults of docs/design.md, "STAG"; add it to a method with
+# STAG with its defaults, which live in one place, the signature of stag_seg.stag.STAG
+# (docs/design.md, "STAG"). Add it to a method with
 #   model = dict(tta_method=dict(regularizers=[{{_base_.stag}}]))
-stag = dict(type='STAG', weight=1.0, space='feature', form='gram', temperature=1.0,
-            use_bias=True, anchors='frozen')
+# and set an option in a variant with dict({{_base_.stag}}, space='logit', weight=4.0).
+stag = dict(type='STAG')

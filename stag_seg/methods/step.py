@@ -1,107 +1,54 @@
-"""One adaptation step, shared by every model wrapper and hook: predict, then update once.
+"""One adaptation step: predict, then update once.
 
 ``batch -> forward with grad -> tap -> prediction kept -> method loss + mask/weights ->
 regularizers on the same mask -> one backward -> optimizer step -> method bookkeeping``.
 
-Methods that define more forwards get them through the :class:`StepContext` (DeYO's shuffled
-view, CoTTA's teacher views); SAR's sharpness-aware update runs a second forward and backward at
-the perturbed weights (:func:`sam_update`), the only step with two backward passes.
+The model wrappers call :func:`adapt_step` from their ``test_step``; it calls the method and
+its regularizers, so it sits with them, below the models. Methods that define more forwards get
+them through the :class:`~stag_seg.structures.StepContext` (DeYO's shuffled view, CoTTA's
+teacher views); SAR's sharpness-aware update runs a second forward and backward at the
+perturbed weights (:func:`sam_update`), the only step with two backward passes.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import Callable, NamedTuple, TypeVar
 
 import torch
-import torch.nn.functional as F
-from mmengine.dist import all_reduce, get_world_size
+from mmengine.optim import OptimWrapper
 from torch import Tensor, nn
 
-if TYPE_CHECKING:  # the models import this module
-    from mmengine.optim import OptimWrapper
+from ..dist import all_ranks, sync_gradients
+from ..structures import MethodLoss, StepContext, TapOutput
+from .base import BaseTTAMethod
 
-    from ..methods.base import BaseTTAMethod, MethodLoss
-    from ..models.tap import ClassifierTap, TapOutput
-
-__all__ = ['StepContext', 'adapt_step', 'sam_update', 'sync_gradients', 'update']
+__all__ = ['Step', 'adapt_step', 'sam_ascend', 'sam_descend', 'sam_update', 'selected_fraction',
+           'total_loss', 'update']
 
 T = TypeVar('T')
 
 
-@dataclass
-class StepContext:
-    """What a method may use besides the tapped output of the main forward.
+class Step(NamedTuple):
+    """What :func:`adapt_step` returns.
 
     Attributes:
-        inputs (Tensor): The preprocessed batch, (N, 3, H, W).
-        model (nn.Module): The model being adapted.
-        logits_fn (Callable): ``logits_fn(model, inputs)`` runs any model of this family to its
-            classifier's logits: (N, C, h, w) at the decode head's resolution for segmentors,
-            (N, C) for classifiers.
-        tap (ClassifierTap | None): The tap on ``model``'s classifier.
-        valid (Callable | None): Maps logits of ``inputs`` to their padding mask.
-        metas (list[dict] | None): Segmentors: each image's meta information (``ori_shape``,
-            ``img_shape``, padding), copies the method may read.
-        output (Any): What the main forward returned, set before the method's loss:
-            segmentors' (N, C, H, W) logits at the input size (the prediction that is scored,
-            before it is resized), classifiers' data samples.
-        state (dict): Scratch space for one step (e.g. CoTTA's pseudo-labels).
+        result: What the forward returned, computed before the update (predict-then-update;
+            callers detach it).
+        prediction (Tensor | None): The method's own prediction when it makes one (CoTTA's
+            teacher; logits at the model's output resolution), else None.
+        stats (dict): The step's statistics (floats by name).
+        nonfinite (str | None): What was not finite when the step was dropped (``'logits'``,
+            ``'loss'``, ``'gradient'``), else None.
     """
-    inputs: Tensor
-    model: nn.Module
-    logits_fn: Callable[[nn.Module, Tensor], Tensor]
-    tap: 'ClassifierTap | None' = None
-    valid: Callable[[Tensor], Tensor | None] | None = None
-    metas: list[dict] | None = None
-    output: Any = None
-    state: dict = field(default_factory=dict)
-
-    def original_size(self) -> tuple[int, int]:
-        """The size the predictions are scored at: the batch's one ``ori_shape``.
-
-        Raises:
-            ValueError: no metas, images of different original sizes, or padded images
-                (their content would have to be cropped first).
-        """
-        if not self.metas:
-            raise ValueError('the loss at the original resolution needs the images\' meta '
-                             'information (ori_shape); this model family has none')
-        sizes = {tuple(m['ori_shape'][:2]) for m in self.metas}
-        padded = [m for m in self.metas
-                  if any(m.get('img_padding_size', m.get('padding_size', [0, 0, 0, 0])))]
-        if len(sizes) != 1 or padded:
-            raise ValueError('the loss at the original resolution needs one original size per '
-                             f'batch and no padding, got sizes {sorted(sizes)} and '
-                             f'{len(padded)} padded images; use batch size 1 (the reference '
-                             "protocol) or resolution='decoder'")
-        return sizes.pop()
-
-    def at_original_size(self, logits: Tensor) -> Tensor:
-        """(N, C, h, w) logits of ``inputs`` (any resolution) at :meth:`original_size`:
-        bilinear, in one resize, as the CoTTA segmentation code resizes its decoder logits to
-        the label size."""
-        size = self.original_size()
-        if tuple(logits.shape[2:]) == size:
-            return logits
-        align = bool(getattr(self.model, 'align_corners', False))
-        return F.interpolate(logits, size=size, mode='bilinear', align_corners=align)
-
-    def forward(self, inputs: Tensor | None = None) -> 'TapOutput':
-        """Run the adapted model on ``inputs`` (default: the batch) and return the tapped output,
-        in the graph when gradients are enabled."""
-        x = self.inputs if inputs is None else inputs
-        with self.tap.capture():
-            self.logits_fn(self.model, x)
-        out = self.tap.output()
-        if inputs is None and self.valid is not None:
-            out.valid = self.valid(out.logits)
-        return out
+    result: object
+    prediction: Tensor | None
+    stats: dict
+    nonfinite: str | None = None
 
 
-def adapt_step(method: 'BaseTTAMethod',
+def adapt_step(method: BaseTTAMethod,
                ctx: StepContext,
                forward: Callable[[], T],
-               check: Callable[['TapOutput', T], None] | None = None) -> tuple[T, Tensor | None]:
+               check: Callable[[TapOutput, T], None] | None = None) -> Step:
     """Run ``forward`` once, then update the model once from what the tap recorded.
 
     Args:
@@ -112,17 +59,15 @@ def adapt_step(method: 'BaseTTAMethod',
             loss, to verify that the tapped layer is what the predictions come from.
 
     Returns:
-        tuple: What ``forward`` returned, computed before the update (predict-then-update;
-        callers detach it), and the method's own prediction when it makes one (CoTTA's teacher;
-        logits at the model's output resolution) or None.
+        Step: The predictions ``forward`` made before the update, the method's own prediction
+        (or None), the step's statistics and, for a dropped step, what was not finite.
     """
     if not method.needs_grad:
         with torch.no_grad():
             result = forward()
         ctx.output = result
         method.after_step(None, ctx)
-        method.last_stats = {}
-        return result, None
+        return Step(result, None, ctx.stats)
     # MMEngine's TestLoop runs test_step under torch.no_grad(); adaptation needs the graph of
     # this single forward, so gradients are switched back on here, and nowhere else.
     with torch.enable_grad():
@@ -159,19 +104,18 @@ def adapt_step(method: 'BaseTTAMethod',
     ctx.tap.clear()
     stats.update(loss=float(total.detach()), skipped=float(base.skip),
                  selected=selected_fraction(base.mask, out.valid), nonfinite=0.0)
-    method.last_stats = stats
-    method.after_step(out, ctx)
-    return result, prediction
+    ctx.stats = stats
+    method.after_step(out, ctx)  # may add its own (SAR's moving average and resets)
+    return Step(result, prediction, ctx.stats)
 
 
-def _drop_nonfinite(method: 'BaseTTAMethod', ctx: StepContext, result: T, where: str,
-                    prediction: Tensor | None = None) -> tuple[T, Tensor | None]:
+def _drop_nonfinite(method: BaseTTAMethod, ctx: StepContext, result: T, where: str,
+                    prediction: Tensor | None = None) -> Step:
     """End a step whose ``where`` (logits, loss or gradient) is not finite: no update at all."""
     method.optim_wrapper.zero_grad()
     ctx.tap.clear()
-    method.last_stats = dict(nonfinite=1.0, skipped=1.0)
-    method.last_nonfinite = where
-    return result, prediction
+    ctx.stats = dict(nonfinite=1.0, skipped=1.0)
+    return Step(result, prediction, ctx.stats, where)
 
 
 def selected_fraction(mask: Tensor | None, valid: Tensor | None) -> float:
@@ -184,8 +128,8 @@ def selected_fraction(mask: Tensor | None, valid: Tensor | None) -> float:
     return float(mask.float().mean())
 
 
-def total_loss(method: 'BaseTTAMethod', out: 'TapOutput',
-               base: 'MethodLoss') -> tuple[Tensor, dict[str, float]]:
+def total_loss(method: BaseTTAMethod, out: TapOutput,
+               base: MethodLoss) -> tuple[Tensor, dict[str, float]]:
     """The method's loss plus each regularizer's, on the method's own mask and weights."""
     total, stats = base.loss, dict(base.stats)
     for reg in method.regularizers:
@@ -196,7 +140,7 @@ def total_loss(method: 'BaseTTAMethod', out: 'TapOutput',
     return total, stats
 
 
-def update(optim_wrapper: 'OptimWrapper', loss: Tensor) -> bool:
+def update(optim_wrapper: OptimWrapper, loss: Tensor) -> bool:
     """``OptimWrapper.update_params`` with the gradients averaged over ranks before the step.
 
     MMEngine's ``MMDistributedDataParallel.test_step`` bypasses DDP, so nothing else would
@@ -217,7 +161,8 @@ def update(optim_wrapper: 'OptimWrapper', loss: Tensor) -> bool:
     return True
 
 
-def gradients_finite(params: list[nn.Parameter], optim_wrapper: 'OptimWrapper' = None) -> bool:
+def gradients_finite(params: list[nn.Parameter],
+                     optim_wrapper: OptimWrapper | None = None) -> bool:
     """No NaN or Inf in any gradient.
 
     Always True under mixed precision (``AmpOptimWrapper``): there an overflow of the scaled
@@ -228,8 +173,8 @@ def gradients_finite(params: list[nn.Parameter], optim_wrapper: 'OptimWrapper' =
     return all(bool(torch.isfinite(p.grad).all()) for p in params if p.grad is not None)
 
 
-def sam_update(method: 'BaseTTAMethod', ctx: StepContext, loss: Tensor,
-               first: 'MethodLoss') -> dict[str, float] | None:
+def sam_update(method: BaseTTAMethod, ctx: StepContext, loss: Tensor,
+               first: MethodLoss) -> dict[str, float] | None:
     """Sharpness-aware update (Foret et al., ICLR 2021), as SAR uses it.
 
     1. backward at ``w``; ``e = rho * g / ||g||`` over all adapted parameters; ascend to
@@ -285,35 +230,5 @@ def sam_descend(params: list[nn.Parameter], saved: list[Tensor]) -> None:
         param.copy_(value)
 
 
-def all_ranks(flag: bool) -> bool:
-    """True when ``flag`` holds on every rank (``flag`` itself with one process)."""
-    if get_world_size() == 1:
-        return flag
-    value = torch.tensor([float(flag)])
-    all_reduce(value, op='min')
-    return bool(value.item() > 0.5)
-
-
-def sync_gradients(params: list[nn.Parameter]) -> None:
-    """Average ``params``' gradients over all ranks, in one collective call.
-
-    A parameter without a gradient on one rank counts as a zero gradient there and receives
-    the average, so every rank takes the same step.
-    """
-    if get_world_size() == 1 or not params:
-        return
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    all_reduce(flat, op='mean')
-    offset = 0
-    for param, grad in zip(params, grads):
-        synced = flat[offset:offset + grad.numel()].view_as(grad)
-        offset += grad.numel()
-        if param.grad is None:
-            param.grad = synced.clone()
-        else:
-            param.grad.copy_(synced)
-
-
-def _params(optim_wrapper: 'OptimWrapper') -> list[nn.Parameter]:
+def _params(optim_wrapper: OptimWrapper) -> list[nn.Parameter]:
     return [p for group in optim_wrapper.param_groups for p in group['params']]

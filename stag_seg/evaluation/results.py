@@ -1,0 +1,99 @@
+"""The results document of a run (``tta_results.json`` and its siblings), from the runner."""
+from __future__ import annotations
+
+import json
+import os
+import os.path as osp
+import platform
+import sys
+
+import torch
+from mmengine.dist import get_rank, get_world_size
+from mmengine.logging import print_log
+from mmengine.utils.dl_utils import collect_env
+
+from .records import StreamResults
+from .report import write_results
+
+__all__ = ['results_document', 'write_partial', 'write_run']
+
+
+def _environment(runner, model) -> dict:
+    """Where and how the run was made (device, processes, seed, determinism, command)."""
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device('cpu')
+    return dict(
+        device=str(device),
+        device_name=(torch.cuda.get_device_name(device) if device.type == 'cuda'
+                     else platform.processor() or platform.machine()),
+        world_size=get_world_size(),
+        launcher=runner.launcher,
+        seed=runner.seed,
+        deterministic=bool(runner.deterministic),
+        torch_threads=torch.get_num_threads(),
+        command=' '.join(sys.argv),
+        experiment=runner.experiment_name)
+
+
+def _config_dump(runner) -> str | None:
+    """The merged config (every --cfg-options applied) that the runner dumped."""
+    cfg = runner.cfg
+    name = osp.basename(cfg.filename) if cfg.filename else f'{runner.timestamp}.py'
+    path = osp.join(runner.work_dir, name)
+    return path if osp.isfile(path) else None
+
+
+def results_document(runner, model, results: StreamResults, **protocol) -> dict:
+    """The results document of the records so far.
+
+    Args:
+        runner (Runner): The runner of the run.
+        model (nn.Module): The tested model, unwrapped (its ``tta_method`` names the method).
+        results (StreamResults): The records.
+        **protocol: The loop's settings the document states (``episodic``,
+            ``optimizer_reset``).
+    """
+    method = getattr(model, 'tta_method', None)
+    cfg = runner.cfg
+    return results.to_dict(
+        method=method.name if method is not None else 'Source',
+        regularizers=[getattr(r, 'name', type(r).__name__)
+                      for r in getattr(method, 'regularizers', [])],
+        config=cfg.filename if cfg.filename else None,
+        config_dump=_config_dump(runner),
+        checkpoint=cfg.get('load_from'),
+        seed=runner.seed,
+        **protocol,
+        environment=_environment(runner, model),
+        guard_resets=sum(r.get('guard_resets', 0) for r in results.records),
+        nonfinite_steps=sum(r.get('nonfinite_steps', 0) for r in results.records),
+        bad_inputs=sum(r.get('bad_inputs', 0) for r in results.records))
+
+
+def write_run(doc: dict, work_dir: str) -> list[str]:
+    """``tta_results.{json,csv,md,png}`` and ``environment.json`` in ``work_dir``."""
+    paths = write_results(doc, work_dir)
+    env_path = osp.join(work_dir, 'environment.json')
+    with open(env_path, 'w') as f:
+        json.dump(dict(doc['environment'], versions=doc['versions'],
+                       collect_env={k: str(v) for k, v in collect_env().items()}), f, indent=2)
+    paths.append(env_path)
+    print_log('results written to ' + ', '.join(osp.basename(p) for p in paths) + ' in '
+              + work_dir, logger='current')
+    return paths
+
+
+def write_partial(doc: dict, work_dir: str, failure: str) -> str:
+    """The records gathered so far, and why the run stopped, atomically; returns the path.
+
+    With several processes the failing rank writes ``tta_results.partial.rank<k>.json``.
+    """
+    doc = dict(doc, failure=failure, complete=False)
+    name = ('tta_results.partial.json' if get_world_size() == 1
+            else f'tta_results.partial.rank{get_rank()}.json')
+    path = osp.join(work_dir, name)
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(doc, f, indent=2)
+    os.replace(tmp, path)
+    return path
