@@ -10,7 +10,7 @@ DIGITS := data/digits
 DIGITS_C := data/digits_c
 SEEDS ?= 0 1 2
 
-.PHONY: install test demo demo-data demo-cls demo-cls-data docs-figures soak benchmark benchmark-scaling \
+.PHONY: install test lint demo demo-data demo-cls demo-cls-data docs-figures soak benchmark benchmark-scaling \
 	mmcv-full clean-demo wheel check-wheel resolver-check test-onedl
 
 install: $(STAMP)
@@ -25,6 +25,10 @@ $(STAMP): setup.cfg pyproject.toml requirements/constraints.txt requirements/sta
 
 test: install
 	$(PY) -m pytest -q tests
+
+# ruff with the rules of pyproject.toml ([tool.ruff]); the dev extra installs it
+lint: install
+	$(PY) -m ruff check .
 
 demo-data: install
 	@test -f $(DEMO_DATA)/meta.json || \

@@ -254,7 +254,8 @@ def _safe_globals() -> list:
     ]
 
 
-#: Filled by :func:`register_safe_globals`; what ``weights_only`` loading accepts beyond torch's own.
+#: Filled by :func:`register_safe_globals`; what ``weights_only`` loading accepts beyond torch's
+#: own.
 SAFE_CHECKPOINT_GLOBALS: list = []
 
 _FULL_PICKLE_ENV = 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'

@@ -1,5 +1,4 @@
 """Shared builders: tiny MMSeg segmentors and batches made in the test, nothing downloaded."""
-import copy
 import os.path as osp
 import sys
 
@@ -71,20 +70,6 @@ def make_batch(num=2, size=(64, 64), seed=0, with_label=True):
 
 def state_copy(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-@pytest.fixture
-def segmentor_factory():
-    return build_segmentor
-
-
-@pytest.fixture
-def batch_factory():
-    return make_batch
-
-
-def tent_cfg(**kwargs):
-    return copy.deepcopy(dict(type='Tent', **kwargs))
 
 
 @pytest.fixture(scope='session')

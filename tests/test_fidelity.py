@@ -15,7 +15,6 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from stag_seg.methods import build_method
-from stag_seg.methods.params import collect_weights_and_biases
 
 INPUT = (64, 128)      # what the network sees (as ACDC's 540 x 960)
 ORIGINAL = (128, 256)  # what is scored (as ACDC's 1080 x 1920)

@@ -21,7 +21,6 @@ TENT = dict(type='Tent', optim_wrapper=dict(optimizer=dict(type='Adam', lr=5e-3)
 NUM_CLS = 3
 
 
-@HOOKS.register_module(force=True)
 class _RecordPredictions(Hook):
     """Test-only: keeps what the model predicted for every batch."""
     priority = 'LOWEST'
@@ -33,6 +32,14 @@ class _RecordPredictions(Hook):
         for out in outputs:
             pred = out.pred_sem_seg.data if 'pred_sem_seg' in out else out.pred_score
             self.outputs.append(pred.detach().clone())
+
+
+@pytest.fixture(autouse=True)
+def _registered_recorder():
+    """``_RecordPredictions`` is in MMEngine's HOOKS during each test of this file only."""
+    HOOKS.register_module(module=_RecordPredictions)
+    yield
+    HOOKS._module_dict.pop(_RecordPredictions.__name__)
 
 
 def _seg_cfg(tree, tmp_path, model_type='EncoderDecoder', tta_method=None):

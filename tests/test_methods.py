@@ -96,7 +96,7 @@ def test_eata_filters_images_redundant_with_the_moving_average():
     assert method.moving_probs[2] > method.moving_probs[1]
 
 
-def test_eata_fisher_matches_an_independent_estimate_and_penalises_drift(tiny_tree):
+def test_eata_fisher_matches_an_independent_estimate_and_its_penalty_is_eqn_9(tiny_tree):
     import stag_seg  # noqa: F401
     fisher_data = dict(num_images=2, dataloader=dict(
         batch_size=1, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
@@ -105,7 +105,7 @@ def test_eata_fisher_matches_an_independent_estimate_and_penalises_drift(tiny_tr
     model = build_segmentor(dict(type='EATA', e0=3.0, fisher_data=fisher_data,
                                  fisher_alpha=1e3), num_classes=19)
     ref = copy.deepcopy(model)
-    out = model.test_step(make_batch(size=(32, 64)))  # configures: the Fisher is estimated here
+    model.test_step(make_batch(size=(32, 64)))  # configures: the Fisher is estimated here
     method = model.tta_method
     assert len(method.fisher) == len(method.param_names)
     # independent: per image, grad of CE against its own argmax, squared, averaged
@@ -128,7 +128,22 @@ def test_eata_fisher_matches_an_independent_estimate_and_penalises_drift(tiny_tr
                 expected[n] += g.pow(2) / 2
     for n, (fisher, source) in zip(method.param_names, method.fisher):
         torch.testing.assert_close(fisher, expected[n], rtol=1e-4, atol=1e-10)
-    assert step_stats(out)['eata_fisher'] >= 0
+    # Eqn. 9: after theta = theta_0 + delta (theta_0 from the untouched source copy), the
+    # penalty is alpha * sum_i F_i * delta_i^2. No pixel is valid, so the entropy term is 0 and
+    # the loss is the penalty alone.
+    adapted = dict(model.named_parameters())
+    deltas = {n: torch.full_like(params[n], 0.05 * (k + 1))
+              for k, n in enumerate(method.param_names)}
+    with torch.no_grad():
+        for n in method.param_names:
+            adapted[n].copy_(params[n] + deltas[n])
+    penalty = sum(float((fisher.double() * deltas[n].double().pow(2)).sum())
+                  for n, (fisher, _) in zip(method.param_names, method.fisher))
+    assert penalty > 0
+    logits = torch.randn(1, 19, 4, 4)
+    res = method.loss(_out(logits, valid=torch.zeros(1, 4, 4, dtype=torch.bool)), None)
+    assert res.stats['eata_fisher'] == pytest.approx(penalty, rel=1e-5)
+    assert float(res.loss) == pytest.approx(1e3 * penalty, rel=1e-5)
 
 
 @pytest.mark.parametrize('num_images, indices, match', [

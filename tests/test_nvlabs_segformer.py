@@ -111,7 +111,8 @@ def _nvlabs_head(state, feats):
                      state['decode_head.linear_fuse.bn.weight'],
                      state['decode_head.linear_fuse.bn.bias'], training=False, eps=1e-5)
     x = F.relu(x)
-    return F.conv2d(x, state['decode_head.linear_pred.weight'], state['decode_head.linear_pred.bias'])
+    return F.conv2d(x, state['decode_head.linear_pred.weight'],
+                    state['decode_head.linear_pred.bias'])
 
 
 def test_the_converted_head_computes_the_nvlabs_head_equations(converted):

@@ -76,7 +76,8 @@ def test_mmseg_modules_register_in_mmseg_registries():
 
 
 def test_an_unknown_name_lists_the_valid_ones():
-    with pytest.raises(KeyError, match=r"tta_method.type must be one of \[.*'Tent'.*\], got 'Tnet'"):
+    with pytest.raises(KeyError,
+                       match=r"tta_method.type must be one of \[.*'Tent'.*\], got 'Tnet'"):
         build(TTA_METHODS, dict(type='Tnet'), 'tta_method')
     with pytest.raises(TypeError, match="must be a dict with a 'type'"):
         build(TTA_REGULARIZERS, 'STAG', 'tta_method.regularizers[]')

@@ -87,7 +87,8 @@ def test_gram_form_equals_explicit_form_with_mask_and_weights(space, shape):
     weight = torch.randn(num_classes, dim) * 0.3
     bias = torch.randn(num_classes) * 0.1
     features = torch.randn(shape[0], dim, *shape[2:])
-    logits = torch.einsum('nd...,cd->nc...', features, weight) + bias.view(-1, *[1] * (len(shape) - 2))
+    logits = (torch.einsum('nd...,cd->nc...', features, weight)
+              + bias.view(-1, *[1] * (len(shape) - 2)))
     pos_shape = (shape[0], ) + shape[2:]
     mask = torch.rand(pos_shape) > 0.3
     weights = torch.rand(pos_shape) * 2

@@ -173,7 +173,8 @@ def test_imagenet_c_reads_one_domain_with_wnid_labels_and_a_seeded_subset(tmp_pa
 @pytest.mark.parametrize('kwargs, error, match', [
     (dict(corruption='fog'), FileNotFoundError, "corruption 'fog' not found"),
     (dict(corruption='gaussian_noise', severity=4), FileNotFoundError, 'has no severity 4'),
-    (dict(corruption='gaussian_noise', severity=6), ValueError, r'severity must be an int in 1\.\.5'),
+    (dict(corruption='gaussian_noise', severity=6), ValueError,
+     r'severity must be an int in 1\.\.5'),
 ])
 def test_imagenet_c_errors_name_what_is_missing(tmp_path, kwargs, error, match):
     from stag_seg.datasets import ImageNetCDataset

@@ -1,6 +1,5 @@
 # Cityscapes->ACDC with MMSeg's own SegFormer-B5 Cityscapes checkpoint (stock SegformerHead,
 # segformer_mit-b5_8xb1-160k_cityscapes-1024x1024), source model.
-# Checkpoint: MMSeg 1.x SegFormer-B5 layout (MMSeg's own Cityscapes checkpoint).
 _base_ = [
     '../_base_/models/segformer_mit-b5.py', '../_base_/datasets/acdc.py',
     '../_base_/default_runtime.py'

@@ -1,6 +1,5 @@
 # Cityscapes->ACDC with MMSeg's own SegFormer-B5 Cityscapes checkpoint, Tent as in the
 # published table (pseudo-label cross entropy at 1080x1920, eval mode), Adam 7.5e-6.
-# Checkpoint: MMSeg 1.x SegFormer-B5 layout (MMSeg's own Cityscapes checkpoint).
 _base_ = [
     './segformer-b5-mmseg_source.py', '../_base_/tta/tent-pl_cotta-seg.py',
     '../_base_/schedules/acdc_adam.py'

@@ -1,7 +1,6 @@
 # Cityscapes->ACDC with CoTTA as its published table ran it (EMA teacher; 14 views made from the
 # original image, each through slide inference, averaged at 1080x1920 where the source is
 # unsure; stochastic restore); Adam 7.5e-6, fresh at every domain visit.
-# Checkpoint: NVlabs/CoTTA SegFormer-B5, converted by tools/convert_nvlabs_segformer.py.
 _base_ = [
     './segformer-b5_source.py', '../_base_/tta/cotta_original-views.py',
     '../_base_/schedules/acdc_adam.py'

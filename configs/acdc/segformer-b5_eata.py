@@ -1,6 +1,5 @@
 # Cityscapes->ACDC with EATA without its Fisher penalty (see _eata_fisher.py for the full method);
 # Adam 7.5e-6.
-# Checkpoint: NVlabs/CoTTA SegFormer-B5, converted by tools/convert_nvlabs_segformer.py.
 _base_ = [
     './segformer-b5_source.py', '../_base_/tta/eata-seg.py',
     '../_base_/schedules/acdc_adam.py'

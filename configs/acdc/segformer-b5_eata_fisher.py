@@ -1,6 +1,5 @@
 # Cityscapes->ACDC with EATA and its Fisher penalty, estimated on 500 Cityscapes
 # validation images (data/cityscapes, resized like the stream).
-# Checkpoint: NVlabs/CoTTA SegFormer-B5, converted by tools/convert_nvlabs_segformer.py.
 _base_ = ['./segformer-b5_eata.py']
 fisher_data = dict(
     num_images=500,

@@ -1,4 +1,3 @@
 # Cityscapes->ACDC with EATA + STAG.
-# Checkpoint: NVlabs/CoTTA SegFormer-B5, converted by tools/convert_nvlabs_segformer.py.
 _base_ = ['./segformer-b5_eata.py', '../_base_/tta/stag.py']
 model = dict(tta_method=dict(regularizers=[{{_base_.stag}}]))

@@ -1,4 +1,3 @@
 # Cityscapes->ACDC, SAR + STAG at the tuned learning rate of later re-runs (Adam 3e-4).
-# Checkpoint: NVlabs/CoTTA SegFormer-B5, converted by tools/convert_nvlabs_segformer.py.
 _base_ = ['./segformer-b5_sar_stag.py']
 model = dict(adapt_optim_wrapper=dict(optimizer=dict(lr=3e-4)))

@@ -1,5 +1,4 @@
 # Cityscapes->ACDC with Tent at the tuned learning rate of later re-runs (Adam 3e-4 instead of
 # the protocol's 7.5e-6).
-# Checkpoint: NVlabs/CoTTA SegFormer-B5, converted by tools/convert_nvlabs_segformer.py.
 _base_ = ['./segformer-b5_tent.py']
 model = dict(adapt_optim_wrapper=dict(optimizer=dict(lr=3e-4)))

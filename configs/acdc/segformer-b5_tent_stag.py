@@ -1,4 +1,3 @@
 # Cityscapes->ACDC with Tent + STAG (feature space, Gram form, frozen anchors, lambda 1).
-# Checkpoint: NVlabs/CoTTA SegFormer-B5, converted by tools/convert_nvlabs_segformer.py.
 _base_ = ['./segformer-b5_tent.py', '../_base_/tta/stag.py']
 model = dict(tta_method=dict(regularizers=[{{_base_.stag}}]))

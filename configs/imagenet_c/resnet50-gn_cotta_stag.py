@@ -1,5 +1,4 @@
 # ImageNet-C continual, ResNet-50-GN: CoTTA + STAG, with live anchors (CoTTA updates the
 # classifier).
-# Checkpoint: timm's resnet50_gn, converted (see resnet50-gn_source.py).
 _base_ = ['./resnet50-gn_cotta.py']
 model = dict(tta_method=dict(regularizers=[dict(type='STAG', anchors='live')]))

@@ -1,6 +1,5 @@
 # ImageNet-C continual, ResNet-50-GN: DeYO (4 x 4 patch shuffle; entropy < 0.5 ln C and
 # PLPD > 0.2; layer4 left alone, as in the reference); SGD lr 2.5e-4, momentum 0.9, batch size 64.
-# Checkpoint: timm's resnet50_gn, converted (see resnet50-gn_source.py).
 _base_ = [
     './resnet50-gn_source.py', '../_base_/tta/deyo-cls_resnet.py',
     '../_base_/schedules/imagenet-c_sgd_lr2.5e-4.py'

@@ -1,6 +1,5 @@
 # ImageNet-C continual, ResNet-50-GN: EATA with its Fisher penalty (alpha 2000), estimated on
 # 2000 clean ImageNet validation images (data/imagenet/val;
 # configs/_base_/datasets/imagenet_fisher.py).
-# Checkpoint: timm's resnet50_gn, converted (see resnet50-gn_source.py).
 _base_ = ['./resnet50-gn_eata.py', '../_base_/datasets/imagenet_fisher.py']
 model = dict(tta_method=dict(fisher_data={{_base_.fisher_data}}))

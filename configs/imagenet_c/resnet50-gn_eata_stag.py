@@ -1,4 +1,3 @@
 # ImageNet-C continual, ResNet-50-GN: EATA + STAG (feature space, lambda 1).
-# Checkpoint: timm's resnet50_gn, converted (see resnet50-gn_source.py).
 _base_ = ['./resnet50-gn_eata.py', '../_base_/tta/stag.py']
 model = dict(tta_method=dict(regularizers=[{{_base_.stag}}]))

@@ -1,5 +1,4 @@
 # ImageNet-C continual, ResNet-50-GN: EATA + STAG (feature space, lambda 1), with the Fisher
 # penalty of _eata_fisher.py.
-# Checkpoint: timm's resnet50_gn, converted (see resnet50-gn_source.py).
 _base_ = ['./resnet50-gn_eata_fisher.py', '../_base_/tta/stag.py']
 model = dict(tta_method=dict(regularizers=[{{_base_.stag}}]))

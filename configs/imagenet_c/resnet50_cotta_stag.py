@@ -1,5 +1,4 @@
 # ImageNet-C continual, ResNet-50 (BN): CoTTA + STAG, with live anchors (CoTTA updates the
 # classifier).
-# Checkpoint: mmpretrain's resnet50_8xb32_in1k layout (see resnet50_source.py).
 _base_ = ['./resnet50_cotta.py']
 model = dict(tta_method=dict(regularizers=[dict(type='STAG', anchors='live')]))

@@ -1,7 +1,6 @@
 # ImageNet-C continual, ResNet-50 (BN): EATA without its Fisher penalty (entropy minimisation on
 # reliable, non-redundant samples, e0 = 0.4 ln C, d_margin 0.05; the full method is
 # _eata_fisher.py); SGD lr 2.5e-4, momentum 0.9, batch size 64.
-# Checkpoint: mmpretrain's resnet50_8xb32_in1k layout (see resnet50_source.py).
 _base_ = [
     './resnet50_source.py', '../_base_/tta/eata.py',
     '../_base_/schedules/imagenet-c_sgd_lr2.5e-4.py'

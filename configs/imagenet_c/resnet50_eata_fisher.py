@@ -1,6 +1,5 @@
 # ImageNet-C continual, ResNet-50 (BN): EATA with its Fisher penalty (alpha 2000), estimated on
 # 2000 clean ImageNet validation images (data/imagenet/val;
 # configs/_base_/datasets/imagenet_fisher.py).
-# Checkpoint: mmpretrain's resnet50_8xb32_in1k layout (see resnet50_source.py).
 _base_ = ['./resnet50_eata.py', '../_base_/datasets/imagenet_fisher.py']
 model = dict(tta_method=dict(fisher_data={{_base_.fisher_data}}))

@@ -1,4 +1,3 @@
 # ImageNet-C continual, ResNet-50 (BN): EATA + STAG (feature space, lambda 1).
-# Checkpoint: mmpretrain's resnet50_8xb32_in1k layout (see resnet50_source.py).
 _base_ = ['./resnet50_eata.py', '../_base_/tta/stag.py']
 model = dict(tta_method=dict(regularizers=[{{_base_.stag}}]))

@@ -1,5 +1,4 @@
 # ImageNet-C continual, ResNet-50 (BN): test-batch BatchNorm statistics ("BN adapt"); nothing is
 # trained.
-# Checkpoint: mmpretrain's resnet50_8xb32_in1k layout (see resnet50_source.py).
 _base_ = ['./resnet50_source.py', '../_base_/tta/norm.py']
 model = dict(tta_method={{_base_.tta_method}})

@@ -1,6 +1,5 @@
 # ImageNet-C continual, ResNet-50 (BN): Tent (entropy minimisation on the norm layers' affine
 # parameters); SGD lr 2.5e-4, momentum 0.9, batch size 64.
-# Checkpoint: mmpretrain's resnet50_8xb32_in1k layout (see resnet50_source.py).
 _base_ = [
     './resnet50_source.py', '../_base_/tta/tent.py',
     '../_base_/schedules/imagenet-c_sgd_lr2.5e-4.py'

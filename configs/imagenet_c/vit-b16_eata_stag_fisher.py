@@ -1,6 +1,4 @@
 # ImageNet-C continual, ViT-B/16: EATA + STAG (feature space, lambda 1), with the Fisher penalty
 # of _eata_fisher.py.
-# Checkpoint: timm's vit_base_patch16_224.augreg_in21k_ft_in1k, converted (see
-# vit-b16_source.py).
 _base_ = ['./vit-b16_eata_fisher.py', '../_base_/tta/stag.py']
 model = dict(tta_method=dict(regularizers=[{{_base_.stag}}]))

@@ -1,8 +1,6 @@
 # ImageNet-C continual, ViT-B/16: SAR (SAM with rho 0.05 on reliable entropy, e0 = 0.4 ln C,
 # reset to the source below 0.2; blocks 9-11 and the final norm left alone, as in the
 # reference); SGD lr 1e-3, momentum 0.9, batch size 64.
-# Checkpoint: timm's vit_base_patch16_224.augreg_in21k_ft_in1k, converted (see
-# vit-b16_source.py).
 _base_ = [
     './vit-b16_source.py', '../_base_/tta/sar-cls_vit.py',
     '../_base_/schedules/imagenet-c_sgd_lr1e-3.py'

@@ -2,9 +2,7 @@
 # The stream (configs/_base_/datasets/imagenet_c.py): the 15 corruptions at severity 5 in the
 # usual order, 5000 images each (all 50000: --cfg-options
 # test_dataloader.dataset.num_images=None), batch size 64, one round, read from data/imagenet-c.
-# Checkpoint: timm's vit_base_patch16_224.augreg_in21k_ft_in1k (SAR's VitBase), converted:
-#  python tools/convert_timm_classifier.py pytorch_model.bin CHECKPOINT --arch vit
-#  python tools/test_tta.py configs/imagenet_c/vit-b16_source.py CHECKPOINT
+# The checkpoint and how to convert it: README.md in this folder.
 # Input normalised with mean = std = 127.5 (0.5 on [0, 1]), the checkpoint's own; the SAR and
 # DeYO code feed this ViT ImageNet-normalised images instead (see
 # configs/_base_/models/vit-b16_in1k_tta.py).

@@ -1,7 +1,5 @@
 # ImageNet-C continual, ViT-B/16: Tent (entropy minimisation on the norm layers' affine
 # parameters); SGD lr 1e-3, momentum 0.9, batch size 64.
-# Checkpoint: timm's vit_base_patch16_224.augreg_in21k_ft_in1k, converted (see
-# vit-b16_source.py).
 _base_ = [
     './vit-b16_source.py', '../_base_/tta/tent.py',
     '../_base_/schedules/imagenet-c_sgd_lr1e-3.py'

@@ -1,5 +1,5 @@
-# ImageNet-C continual (docs/design.md, "Protocols"): the 15 corruptions at severity 5 in the order of
-# the common benchmarks (Tent, EATA, SAR, DeYO; mariodoebler/test-time-adaptation
+# ImageNet-C continual (docs/design.md, "Protocols"): the 15 corruptions at severity 5 in the
+# order of the common benchmarks (Tent, EATA, SAR, DeYO; mariodoebler/test-time-adaptation
 # classification/cfgs/imagenet_c/*.yaml), one round, batch size 64, top-1 accuracy per corruption.
 # Layout (Hendrycks & Dietterich, ICLR 2019): data/imagenet-c/<corruption>/5/<wnid>/*.JPEG, the
 # images already 224 x 224 (ImageNet val resized to 256 and centre-cropped).

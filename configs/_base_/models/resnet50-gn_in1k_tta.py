@@ -5,7 +5,8 @@
 # A timm checkpoint does not load as it is: mmpretrain names the norm layers gn1/gn2/gn3 where
 # timm has bn1/bn2/bn3 (downsample.1 is the same in both), and puts backbone. / head. in front
 # of the keys (fc -> head.fc). Convert it first:
-#   python tools/convert_timm_classifier.py resnet50_gn_a1h2-8fe6c4d0.pth CHECKPOINT --arch resnet-gn
+#   python tools/convert_timm_classifier.py resnet50_gn_a1h2-8fe6c4d0.pth CHECKPOINT \
+#       --arch resnet-gn
 # Normalisation: timm's default config of resnet50_gn is the ImageNet mean/std, as here (it was
 # evaluated at 224 with crop 0.94, bicubic; ImageNet-C images are already 224 x 224).
 _base_ = ['./resnet50_in1k_tta.py']
