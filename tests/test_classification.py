@@ -14,7 +14,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from torch import nn
 
-from stag_seg.datasets.corrupted import CORRUPTIONS
+from stag_seg.datasets import CORRUPTIONS
 from stag_seg.models.steps import tap_cls_head
 
 sys.path.insert(0, osp.join(ROOT, 'tools'))

@@ -1,4 +1,5 @@
-"""The ImageNet-C corruptions (stag_seg.datasets.corruptions) and tools/make_corrupted.py."""
+"""The ImageNet-C corruptions (stag_seg.datasets.generators.corruptions) and
+tools/make_corrupted.py."""
 import functools
 import importlib
 import json
@@ -13,9 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stag_seg.datasets import (CORRUPTION_PARAMS, CORRUPTION_PRESETS, CORRUPTIONS, CIFARCDataset,
-                               ImageNetCDataset, corrupt, resolve_preset)
-from stag_seg.datasets import corruptions as corruptions_module
+from stag_seg.datasets import CORRUPTIONS, CIFARCDataset, ImageNetCDataset
+from stag_seg.datasets.generators import (CORRUPTION_PARAMS, CORRUPTION_PRESETS, corrupt,
+                                          resolve_preset)
+from stag_seg.datasets.generators import corruptions as corruptions_module
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # no randomness: the seed must not matter

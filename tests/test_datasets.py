@@ -15,8 +15,9 @@ from mmengine.registry import DefaultScope
 from mmseg.datasets import CityscapesDataset
 from mmseg.registry import DATASETS, TRANSFORMS
 
-from stag_seg.datasets import (CONDITIONS, SCENE_CLASSES, SKY_DEPTH, ACDCDataset, apply_condition,
-                               fog, render_scene)
+from stag_seg.datasets import ACDCDataset
+from stag_seg.datasets.generators import (CONDITIONS, SCENE_CLASSES, SKY_DEPTH, apply_condition,
+                                          fog, render_scene)
 
 ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION, TERRAIN, SKY, PERSON, CAR = (0, 1, 2, 5, 7, 8, 9,
                                                                             10, 11, 13)

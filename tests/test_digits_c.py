@@ -12,8 +12,7 @@ import torch
 from mmengine.config import Config
 
 import stag_seg  # noqa: F401
-from stag_seg.datasets import CORRUPTIONS
-from stag_seg.datasets.corrupted import NumpyClsDataset
+from stag_seg.datasets import CORRUPTIONS, NumpyClsDataset
 from stag_seg.engine.continual_loop import _set_key
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))

@@ -1,6 +1,6 @@
 """Build the -C version of a data set: its images under 15 corruptions x 5 severities.
 
-Two modes, each writing the layout that its loader in ``stag_seg.datasets.corrupted`` reads::
+Two modes, each writing the layout that its loader in ``stag_seg.datasets.imagenet_c`` reads::
 
     --folder ROOT        ROOT/<class>/<name>.{JPEG,jpg,png}  (an ImageNet-style folder tree)
         -> OUT/<corruption>/<severity>/<class>/<name>     ImageNet-C, ``ImageNetCDataset``
@@ -9,12 +9,12 @@ Two modes, each writing the layout that its loader in ``stag_seg.datasets.corrup
         -> OUT/<corruption>.npy   5N x H x W x 3, severities 1 to 5 one after another
            OUT/labels.npy         the N labels 5 times        CIFAR-10-C, ``CIFARCDataset``
 
-The corruptions are ``stag_seg.datasets.corruptions.corrupt``; their parameters follow the image
+The corruptions are ``stag_seg.datasets.generators.corrupt``; their parameters follow the image
 size (``--preset auto``: the CIFAR table up to a 64 px short side, else the ImageNet one, scaled
 to the image). ``--table published`` (default) is the reference scripts' parameter table;
-``--table monotone`` changes seven entries (see ``stag_seg.datasets.corruptions``). Frost blends
-the reference's photographs when ``imagecorruptions-imaug`` is installed (``--frost auto``),
-else a procedural texture. ``OUT/corruption_meta.json`` records the table, the preset, the
+``--table monotone`` changes seven entries (see ``stag_seg.datasets.generators.corruptions``).
+Frost blends the reference's photographs when ``imagecorruptions-imaug`` is installed
+(``--frost auto``), else a procedural texture. ``OUT/corruption_meta.json`` records the table, the preset, the
 frost source and the seed. ImageNet-C corrupted the 224x224 centre crops of the validation images (resized
 to 256 first): crop before running this if the benchmark should match. Images keep their name
 and format: PNG stays lossless, JPEG is written at ``--jpeg-quality`` without chroma
@@ -48,9 +48,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from stag_seg.datasets.corrupted import CORRUPTIONS, IMAGE_SUFFIXES
-from stag_seg.datasets.corruptions import (CORRUPTION_TABLES, FROST_SOURCES, corrupt,
-                                           frost_source)
+from stag_seg.datasets.benchmarks import CORRUPTIONS, IMAGE_SUFFIXES
+from stag_seg.datasets.generators import CORRUPTION_TABLES, FROST_SOURCES, corrupt, frost_source
 
 SEVERITIES = (1, 2, 3, 4, 5)
 CHUNK_BYTES = 64 * 2 ** 20  # array mode: corrupted pixels one job returns at most

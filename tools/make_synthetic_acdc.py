@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from stag_seg.datasets.synthetic import render_scene
-from stag_seg.datasets.weather import CONDITIONS, DEFAULT_SEVERITY, apply_condition
+from stag_seg.datasets.generators import (CONDITIONS, DEFAULT_SEVERITY, apply_condition,
+                                          render_scene)
 
 SOURCE_CITIES = {'train': ('ashford', 'brightwater', 'coldharbour'), 'val': ('dunmore', )}
 # First GoPro sequence number of each condition (ACDC names its folders after the recordings).
