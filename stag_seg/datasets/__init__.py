@@ -5,8 +5,8 @@ array loader (``imagenet_c``), the stream orders (mixed domains, online label sh
 ``streams``) and ``KeepOriginalImage`` (``transforms``); ``benchmarks`` holds the domain names
 the benchmarks define (ACDC's conditions, the 15 corruptions), which readers and generators
 share. The generators, which make benchmark data (synthetic street scenes, the ACDC weather
-conditions with their transform ``ApplyWeather``, the ImageNet-C corruptions), live in
-``generators/``; their main names are re-exported here.
+conditions with their transform ``ApplyWeather``, the ImageNet-C corruptions, and the writers
+of whole data sets), live in ``generators/``; their main names are re-exported here.
 """
 from .acdc import ACDCDataset
 from .benchmarks import ACDC_CONDITIONS, CORRUPTIONS
