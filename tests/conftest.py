@@ -1,11 +1,11 @@
 """Shared builders: tiny MMSeg segmentors and batches made in the test, nothing downloaded."""
 import os.path as osp
-import sys
 
 import pytest
 import torch
 
 import stag_seg  # noqa: F401  (registers the toolkit; installs the mmcv.ops fallback first)
+from stag_seg.datasets.generators import write_synthetic_acdc
 
 NUM_CLASSES = 4
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -75,10 +75,7 @@ def state_copy(model):
 @pytest.fixture(scope='session')
 def tiny_tree(tmp_path_factory):
     """A tiny synthetic Cityscapes->ACDC tree: 3 images per condition at 64x32."""
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
-    import make_synthetic_acdc
     out = str(tmp_path_factory.mktemp('data') / 'synthetic_acdc')
-    make_synthetic_acdc.main(['--out', out, '--num-source-train', '2', '--num-source-val', '1',
-                              '--num-target', '3', '--width', '64', '--height', '32',
-                              '--workers', '1'])
+    write_synthetic_acdc(out, num_source_train=2, num_source_val=1, num_target=3, width=64,
+                         height=32, workers=1)
     return out

@@ -14,7 +14,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from torch import nn
 
-from stag_seg.datasets.corrupted import CORRUPTIONS
+from stag_seg.datasets import CORRUPTIONS
 from stag_seg.models import tap_cls_head
 from stag_seg.structures import step_stats
 

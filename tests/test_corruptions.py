@@ -1,9 +1,11 @@
-"""The ImageNet-C corruptions (stag_seg.datasets.corruptions) and tools/make_corrupted.py."""
+"""The ImageNet-C corruptions (stag_seg.datasets.generators.corruptions) and the writer of -C
+data sets (stag_seg.datasets.generators.corrupted_sets, tools/make_corrupted.py)."""
 import functools
 import importlib
 import json
 import os
 import os.path as osp
+import subprocess
 import sys
 
 import stag_seg  # noqa: F401,I001  (first: it prepares mmcv before mmseg is imported)
@@ -13,9 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stag_seg.datasets import (CORRUPTION_PARAMS, CORRUPTION_PRESETS, CORRUPTIONS, CIFARCDataset,
-                               ImageNetCDataset, corrupt, resolve_preset)
-from stag_seg.datasets import corruptions as corruptions_module
+from stag_seg.datasets import CORRUPTIONS, CIFARCDataset, ImageNetCDataset
+from stag_seg.datasets.generators import (CORRUPTION_PARAMS, CORRUPTION_PRESETS, corrupt, image_rng,
+                                          path_key, resolve_preset, write_corrupted_set)
+from stag_seg.datasets.generators import corruptions as corruptions_module
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # no randomness: the seed must not matter
@@ -52,14 +55,6 @@ def _scene(seed: int, height: int, width: int) -> np.ndarray:
     out = np.clip(img, 0, 255).astype(np.uint8)
     out.flags.writeable = False  # shared by the tests through the cache
     return out
-
-
-def _load_tool():
-    """Import tools/make_corrupted.py as a module its spawned workers can import too."""
-    tools = osp.join(REPO, 'tools')
-    if tools not in sys.path:
-        sys.path.insert(0, tools)
-    return importlib.import_module('make_corrupted')
 
 
 # ------------------------------------------------------------------------------------------
@@ -364,7 +359,7 @@ def test_bad_images_raise_clear_errors(image, error, match):
 
 
 # ------------------------------------------------------------------------------------------
-# tools/make_corrupted.py
+# write_corrupted_set (tools/make_corrupted.py)
 # ------------------------------------------------------------------------------------------
 
 
@@ -386,10 +381,10 @@ def image_folder(tmp_path):
 
 
 def test_make_corrupted_writes_the_imagenet_c_layout(image_folder, tmp_path):
-    tool = _load_tool()
     out = tmp_path / 'c'
-    summary = tool.main(['--folder', str(image_folder), '--out', str(out), '--corruptions',
-                         'fog', 'gaussian_noise', '--severities', '5', '1', '--workers', '1'])
+    summary = write_corrupted_set(str(out), folder=str(image_folder),
+                                  corruptions=['fog', 'gaussian_noise'], severities=[5, 1],
+                                  workers=1)
     assert summary['inputs'] == 3 and summary['written'] == 12
     assert _files(out) == sorted(['corruption_meta.json'] + [
         f'{c}/{s}/{rel}' for c in ('fog', 'gaussian_noise') for s in (1, 5)
@@ -399,7 +394,7 @@ def test_make_corrupted_writes_the_imagenet_c_layout(image_folder, tmp_path):
     with Image.open(out / 'fog/5/n01/b.png') as img:  # PNG is lossless: the exact result
         assert img.format == 'PNG'
         clean = np.asarray(Image.open(image_folder / 'n01/b.png').convert('RGB'))
-        rng = tool.image_rng(0, 'fog', 5, tool.path_key('n01/b.png'))
+        rng = image_rng(0, 'fog', 5, path_key('n01/b.png'))
         np.testing.assert_array_equal(np.asarray(img), corrupt(clean, 'fog', 5, rng))
     data = ImageNetCDataset(data_root=str(out), corruption='fog', severity=5, pipeline=[])
     assert len(data) == 3 and data.metainfo['classes'] == ('n01', 'n02')
@@ -408,15 +403,14 @@ def test_make_corrupted_writes_the_imagenet_c_layout(image_folder, tmp_path):
 
 
 def test_make_corrupted_writes_the_cifar_c_layout(tmp_path):
-    tool = _load_tool()
     images = np.stack([_scene(i, 32, 32) for i in range(6)])
     labels = np.array([3, 1, 4, 1, 5, 9], np.uint8)
     np.save(tmp_path / 'images.npy', images)
     np.save(tmp_path / 'labels.npy', labels)
     out = tmp_path / 'c'
-    args = ['--npy', str(tmp_path / 'images.npy'), '--labels', str(tmp_path / 'labels.npy'),
-            '--out', str(out), '--workers', '1', '--seed', '3']
-    summary = tool.main(args + ['--corruptions', 'snow', 'contrast'])
+    args = dict(npy=str(tmp_path / 'images.npy'), labels=str(tmp_path / 'labels.npy'),
+                workers=1, seed=3)
+    summary = write_corrupted_set(str(out), corruptions=['snow', 'contrast'], **args)
     assert summary['written'] == 6 * 2 * 5 and _files(out) == [
         'contrast.npy', 'corruption_meta.json', 'labels.npy', 'snow.npy']
     snow = np.load(out / 'snow.npy')
@@ -426,15 +420,15 @@ def test_make_corrupted_writes_the_cifar_c_layout(tmp_path):
         for i in (0, 5):
             np.testing.assert_array_equal(
                 snow[(severity - 1) * 6 + i],
-                corrupt(images[i], 'snow', severity, tool.image_rng(3, 'snow', severity, i)))
+                corrupt(images[i], 'snow', severity, image_rng(3, 'snow', severity, i)))
     data = CIFARCDataset(data_root=str(out), corruption='snow', severity=4, pipeline=[])
     assert len(data) == 6 and [data.get_data_info(i)['gt_label'] for i in range(6)] == [
         3, 1, 4, 1, 5, 9]
     np.testing.assert_array_equal(data.get_data_info(2)['img'], snow[3 * 6 + 2])
     # a later run adds a corruption beside them, with the same images as a run of all three
-    tool.main(args + ['--corruptions', 'fog'])
-    tool.main(args[:4] + ['--out', str(tmp_path / 'all'), '--workers', '2', '--seed', '3',
-                          '--corruptions', 'contrast', 'fog', 'snow'])
+    write_corrupted_set(str(out), corruptions=['fog'], **args)
+    write_corrupted_set(str(tmp_path / 'all'), corruptions=['contrast', 'fog', 'snow'],
+                        **dict(args, workers=2))
     for name in ('contrast', 'fog', 'snow', 'labels'):
         np.testing.assert_array_equal(np.load(out / f'{name}.npy'),
                                       np.load(tmp_path / 'all' / f'{name}.npy'))
@@ -443,60 +437,73 @@ def test_make_corrupted_writes_the_cifar_c_layout(tmp_path):
     assert meta['corruptions'] == ['contrast', 'fog', 'snow'] and meta['seed'] == 3
     # another table into the same folder would mix two benchmarks: refused
     with pytest.raises(ValueError, match='records other settings'):
-        tool.main(args + ['--corruptions', 'brightness', '--table', 'monotone'])
+        write_corrupted_set(str(out), corruptions=['brightness'], table='monotone', **args)
     assert not (out / 'brightness.npy').exists()
 
 
 def test_make_corrupted_refuses_to_overwrite_unless_asked(image_folder, tmp_path):
-    tool = _load_tool()
-    args = ['--folder', str(image_folder), '--out', str(tmp_path / 'c'), '--corruptions',
-            'contrast', '--severities', '2']
-    tool.main(args)
+    args = dict(folder=str(image_folder), corruptions=['contrast'], severities=[2])
+    write_corrupted_set(str(tmp_path / 'c'), **args)
     with pytest.raises(FileExistsError, match='--overwrite'):
-        tool.main(args)
-    tool.main(args + ['--overwrite'])
+        write_corrupted_set(str(tmp_path / 'c'), **args)
+    write_corrupted_set(str(tmp_path / 'c'), overwrite=True, **args)
     assert len(_files(tmp_path / 'c')) == 3 + 1  # and corruption_meta.json
 
 
 def test_make_corrupted_input_errors_name_the_problem(tmp_path):
-    tool = _load_tool()
-    out = ['--out', str(tmp_path / 'c')]
+    out = str(tmp_path / 'c')
     with pytest.raises(FileNotFoundError, match='--folder: .*missing is not a directory'):
-        tool.main(['--folder', str(tmp_path / 'missing')] + out)
+        write_corrupted_set(out, folder=str(tmp_path / 'missing'))
     (tmp_path / 'empty' / 'n01').mkdir(parents=True)
     with pytest.raises(ValueError, match='hold no images'):
-        tool.main(['--folder', str(tmp_path / 'empty')] + out)
+        write_corrupted_set(out, folder=str(tmp_path / 'empty'))
     with pytest.raises(ValueError, match='holds no class folders'):
-        tool.main(['--folder', str(tmp_path / 'empty' / 'n01')] + out)
+        write_corrupted_set(out, folder=str(tmp_path / 'empty' / 'n01'))
     np.save(tmp_path / 'images.npy', np.zeros((4, 32, 32, 3), np.uint8))
     np.save(tmp_path / 'labels.npy', np.zeros(3, np.int64))
-    npy = ['--npy', str(tmp_path / 'images.npy'), '--labels', str(tmp_path / 'labels.npy')]
+    npy = dict(npy=str(tmp_path / 'images.npy'), labels=str(tmp_path / 'labels.npy'))
     with pytest.raises(ValueError, match=r'holds \(3,\) labels for 4 images'):
-        tool.main(npy + out)
+        write_corrupted_set(out, **npy)
     with pytest.raises(FileNotFoundError, match='--labels: .*nope.npy is not a file'):
-        tool.main(npy[:3] + [str(tmp_path / 'nope.npy')] + out)
+        write_corrupted_set(out, **dict(npy, labels=str(tmp_path / 'nope.npy')))
     np.save(tmp_path / 'floats.npy', np.zeros((4, 32, 32, 3), np.float32))
     with pytest.raises(ValueError, match='uint8 RGB images, got shape .* and dtype float32'):
-        tool.main(['--npy', str(tmp_path / 'floats.npy')] + npy[2:] + out)
+        write_corrupted_set(out, **dict(npy, npy=str(tmp_path / 'floats.npy')))
     assert not osp.exists(tmp_path / 'c')
 
 
-@pytest.mark.parametrize('argv, message', [
-    (['--severities', '0'], 'invalid choice: 0'),
-    (['--severities', '6'], 'invalid choice: 6'),
-    (['--corruptions', 'fogg'], "invalid choice: 'fogg'"),
-    (['--labels', 'x.npy'], '--labels belongs to --npy'),
+@pytest.mark.parametrize('options, message', [
+    (dict(severities=[0]), '--severities must be in 1..5, got 0'),
+    (dict(severities=[6]), '--severities must be in 1..5, got 6'),
+    (dict(corruptions=['fogg']), "--corruptions: unknown 'fogg'"),
+    (dict(labels='x.npy'), '--labels belongs to --npy'),
+    (dict(npy='x.npy'), 'give one source of images'),
+    (dict(table='monotonic'), '--table must be one of published, monotone'),
 ])
-def test_make_corrupted_rejects_bad_options(image_folder, tmp_path, capsys, argv, message):
-    tool = _load_tool()
-    with pytest.raises(SystemExit):
-        tool.main(['--folder', str(image_folder), '--out', str(tmp_path / 'c')] + argv)
-    assert message in capsys.readouterr().err
+def test_make_corrupted_rejects_bad_options(image_folder, tmp_path, options, message):
+    with pytest.raises(ValueError, match=message):
+        write_corrupted_set(str(tmp_path / 'c'), **{'folder': str(image_folder), **options})
+    assert not osp.exists(tmp_path / 'c')
 
 
-def test_make_corrupted_array_mode_needs_every_severity(tmp_path, capsys):
-    tool = _load_tool()
-    with pytest.raises(SystemExit):
-        tool.main(['--npy', 'x.npy', '--labels', 'y.npy', '--out', str(tmp_path),
-                   '--severities', '5'])
-    assert 'array mode makes 1 2 3 4 5, got 5' in capsys.readouterr().err
+def test_make_corrupted_array_mode_needs_every_severity(tmp_path):
+    with pytest.raises(ValueError, match='array mode makes 1 2 3 4 5, got 5'):
+        write_corrupted_set(str(tmp_path), npy='x.npy', labels='y.npy', severities=[5])
+
+
+def test_the_command_line_writes_what_the_generator_writes(tmp_path):
+    images = np.stack([_scene(i, 32, 32) for i in range(2)])
+    np.save(tmp_path / 'images.npy', images)
+    np.save(tmp_path / 'labels.npy', np.array([0, 1]))
+    args = dict(npy=str(tmp_path / 'images.npy'), labels=str(tmp_path / 'labels.npy'), seed=1,
+                corruptions=['contrast', 'glass_blur'], table='monotone')
+    write_corrupted_set(str(tmp_path / 'lib'), **args)
+    proc = subprocess.run([
+        sys.executable, osp.join(REPO, 'tools', 'make_corrupted.py'), '--npy', args['npy'],
+        '--labels', args['labels'], '--seed', '1', '--corruptions', 'glass_blur', 'contrast',
+        '--table', 'monotone', '--out', str(tmp_path / 'cli')],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert _files(tmp_path / 'lib') == _files(tmp_path / 'cli')
+    for f in _files(tmp_path / 'lib'):
+        assert (tmp_path / 'lib' / f).read_bytes() == (tmp_path / 'cli' / f).read_bytes(), f

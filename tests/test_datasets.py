@@ -1,9 +1,9 @@
 """Synthetic scenes, ACDC weather, the benchmark generator and the ACDC dataset."""
-import importlib
 import os
 import os.path as osp
 import re
 import shutil
+import subprocess
 import sys
 
 import stag_seg  # noqa: F401,I001  (first: it prepares mmcv before mmseg is imported)
@@ -15,20 +15,13 @@ from mmengine.registry import DefaultScope
 from mmseg.datasets import CityscapesDataset
 from mmseg.registry import DATASETS, TRANSFORMS
 
-from stag_seg.datasets import (CONDITIONS, SCENE_CLASSES, SKY_DEPTH, ACDCDataset, apply_condition,
-                               fog, render_scene)
+from stag_seg.datasets import ACDCDataset
+from stag_seg.datasets.generators import (CONDITIONS, SCENE_CLASSES, SKY_DEPTH, apply_condition,
+                                          fog, parse_severity, render_scene, write_synthetic_acdc)
 
 ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION, TERRAIN, SKY, PERSON, CAR = (0, 1, 2, 5, 7, 8, 9,
                                                                             10, 11, 13)
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def _load_tool():
-    """Import tools/make_synthetic_acdc.py as a module its spawned workers can import too."""
-    tools = osp.join(REPO, 'tools')
-    if tools not in sys.path:
-        sys.path.insert(0, tools)
-    return importlib.import_module('make_synthetic_acdc')
 
 
 def _scene(seed, height=128, width=256):
@@ -215,16 +208,15 @@ def test_apply_weather_transform_is_registered_and_repeatable():
 
 
 # ------------------------------------------------------------------------------------------
-# tools/make_synthetic_acdc.py
+# write_synthetic_acdc (tools/make_synthetic_acdc.py)
 # ------------------------------------------------------------------------------------------
 
-TINY = ['--num-source-train', '3', '--num-source-val', '1', '--num-target', '3',
-        '--frames-per-sequence', '2', '--width', '64', '--height', '32']
+TINY = dict(num_source_train=3, num_source_val=1, num_target=3, frames_per_sequence=2, width=64,
+            height=32)
 
 
 def test_make_synthetic_acdc_writes_the_cityscapes_and_acdc_layouts(tmp_path):
-    tool = _load_tool()
-    meta = tool.main(['--out', str(tmp_path), '--workers', '1'] + TINY)
+    meta = write_synthetic_acdc(str(tmp_path), workers=1, **TINY)
     expected = ['meta.json']
     for split, stems in (('train', ['ashford_000000_000019', 'brightwater_000000_000019',
                                     'coldharbour_000000_000019']),
@@ -251,10 +243,9 @@ def test_make_synthetic_acdc_writes_the_cityscapes_and_acdc_layouts(tmp_path):
 
 
 def test_make_synthetic_acdc_output_is_independent_of_the_worker_count(tmp_path):
-    tool = _load_tool()
-    args = TINY + ['--conditions', 'fog', 'snow', '--seed', '5']
-    tool.main(['--out', str(tmp_path / 'one'), '--workers', '1'] + args)
-    tool.main(['--out', str(tmp_path / 'two'), '--workers', '2'] + args)
+    args = dict(TINY, conditions=['fog', 'snow'], seed=5)
+    write_synthetic_acdc(str(tmp_path / 'one'), workers=1, **args)
+    write_synthetic_acdc(str(tmp_path / 'two'), workers=2, **args)
     files = [f for f in _files(tmp_path / 'one') if f.endswith('.png')]
     assert files == [f for f in _files(tmp_path / 'two') if f.endswith('.png')]
     for f in files:
@@ -262,25 +253,39 @@ def test_make_synthetic_acdc_output_is_independent_of_the_worker_count(tmp_path)
 
 
 def test_make_synthetic_acdc_refuses_to_mix_with_an_earlier_run(tmp_path):
-    tool = _load_tool()
-    args = ['--out', str(tmp_path), '--workers', '1'] + TINY
-    tool.main(args)
+    write_synthetic_acdc(str(tmp_path), workers=1, **TINY)
     with pytest.raises(FileExistsError, match='--overwrite'):
-        tool.main(args)
-    tool.main(args[:2] + ['--overwrite', '--workers', '1', '--num-target', '1',
-                          '--num-source-train', '0', '--num-source-val', '0'])
+        write_synthetic_acdc(str(tmp_path), workers=1, **TINY)
+    write_synthetic_acdc(str(tmp_path), overwrite=True, workers=1, num_target=1,
+                         num_source_train=0, num_source_val=0)
     assert len(_files(tmp_path / 'rgb_anon')) == 4
 
 
 def test_severity_option_takes_one_value_or_per_condition_values():
-    tool = _load_tool()
-    assert tool.parse_severity(['0.3'], ['fog', 'snow']) == {'fog': 0.3, 'snow': 0.3}
-    parsed = tool.parse_severity(['fog=0.2', 'snow=1'], list(CONDITIONS))
+    assert parse_severity(['0.3'], ['fog', 'snow']) == {'fog': 0.3, 'snow': 0.3}
+    parsed = parse_severity(['fog=0.2', 'snow=1'], list(CONDITIONS))
     assert parsed['fog'] == 0.2 and parsed['snow'] == 1.0 and parsed['night'] == 0.8
     with pytest.raises(ValueError, match="unknown condition 'hail'"):
-        tool.parse_severity(['hail=0.5'], list(CONDITIONS))
+        parse_severity(['hail=0.5'], list(CONDITIONS))
     with pytest.raises(ValueError, match=r'in \(0, 1\]'):
-        tool.parse_severity(['0'], list(CONDITIONS))
+        parse_severity(['0'], list(CONDITIONS))
+
+
+def test_the_command_line_writes_what_the_generator_writes(tmp_path):
+    args = dict(TINY, conditions=['night'], seed=2, severity={'night': 0.5})
+    write_synthetic_acdc(str(tmp_path / 'lib'), workers=1, **args)
+    proc = subprocess.run([
+        sys.executable, osp.join(REPO, 'tools', 'make_synthetic_acdc.py'), '--out',
+        str(tmp_path / 'cli'), '--workers', '1', '--conditions', 'night', '--seed', '2',
+        '--severity', '0.5'] + [f'--{k.replace("_", "-")}={v}' for k, v in TINY.items()],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert _files(tmp_path / 'lib') == _files(tmp_path / 'cli')
+    for f in _files(tmp_path / 'lib'):
+        lib, cli = (tmp_path / 'lib' / f).read_bytes(), (tmp_path / 'cli' / f).read_bytes()
+        if f == 'meta.json':  # it records the output root and the time taken
+            lib, cli = (re.sub(rb'"(out|seconds)": [^,]*,', b'', m) for m in (lib, cli))
+        assert lib == cli, f
 
 
 # ------------------------------------------------------------------------------------------
@@ -291,9 +296,8 @@ def test_severity_option_takes_one_value_or_per_condition_values():
 @pytest.fixture(scope='module')
 def acdc_tree(tmp_path_factory):
     root = tmp_path_factory.mktemp('acdc')
-    _load_tool().main(['--out', str(root), '--workers', '1', '--num-source-train', '0',
-                       '--num-source-val', '0', '--num-target', '5', '--frames-per-sequence',
-                       '2', '--width', '64', '--height', '32'])
+    write_synthetic_acdc(str(root), workers=1, num_source_train=0, num_source_val=0,
+                         num_target=5, frames_per_sequence=2, width=64, height=32)
     return root
 
 

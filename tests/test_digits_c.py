@@ -12,9 +12,9 @@ import torch
 from mmengine.config import Config
 
 import stag_seg  # noqa: F401
-from stag_seg.datasets import CORRUPTIONS
-from stag_seg.datasets.corrupted import NumpyClsDataset
+from stag_seg.datasets import CORRUPTIONS, NumpyClsDataset
 from stag_seg.datasets.domains import domain_dataloader, set_by_path
+from stag_seg.datasets.generators import write_digits
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CHECKPOINT = osp.join(ROOT, 'checkpoints/small-convnet_digits.pth')
@@ -30,8 +30,7 @@ def _tool(name):
 @pytest.fixture(scope='module')
 def digits(tmp_path_factory):
     out = str(tmp_path_factory.mktemp('digits'))
-    subprocess.run([sys.executable, osp.join(ROOT, 'tools/make_digits.py'), '--out', out],
-                   check=True, capture_output=True)
+    write_digits(out)
     return out
 
 
@@ -64,7 +63,7 @@ def test_make_digits_writes_a_seeded_split_of_all_1797_scans(digits, tmp_path):
     # the clean training and test scans are different images
     flat_train = {img.tobytes() for img in train}
     assert sum(img.tobytes() in flat_train for img in test) < 5
-    again = str(tmp_path / 'again')
+    again = str(tmp_path / 'again')  # the command line writes what the generator writes
     subprocess.run([sys.executable, osp.join(ROOT, 'tools/make_digits.py'), '--out', again],
                    check=True, capture_output=True)
     assert np.array_equal(np.load(osp.join(again, 'test/images.npy')), test)

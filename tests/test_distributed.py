@@ -11,6 +11,8 @@ import pytest
 import torch
 from conftest import ROOT, build_segmentor, tiny_segmentor_cfg
 
+from stag_seg.datasets.generators import write_synthetic_acdc
+
 PROBE = '''
 import json, os
 import torch
@@ -45,13 +47,10 @@ class DistProbe(Hook):
 @pytest.fixture(scope='module')
 def dist_setup(tmp_path_factory):
     """A stream of 4 images per domain, a LayerNorm/GroupNorm segmentor and its config."""
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
-    import make_synthetic_acdc
     tmp = tmp_path_factory.mktemp('dist')
     tree = str(tmp / 'tree')
-    make_synthetic_acdc.main(['--out', tree, '--num-source-train', '1', '--num-source-val', '1',
-                              '--num-target', '4', '--conditions', 'fog', 'snow', '--width',
-                              '64', '--height', '32', '--workers', '1'])
+    write_synthetic_acdc(tree, num_source_train=1, num_source_val=1, num_target=4,
+                         conditions=['fog', 'snow'], width=64, height=32, workers=1)
     (tmp / 'dist_probe.py').write_text(PROBE)
     gn = dict(type='GN', num_groups=4, requires_grad=True)  # per-sample, like LayerNorm
     decode_head = dict(tiny_segmentor_cfg()['decode_head'], norm_cfg=gn, num_classes=19)

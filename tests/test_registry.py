@@ -72,7 +72,7 @@ def test_mmseg_modules_register_in_mmseg_registries():
     from mmseg.registry import DATASETS, MODELS, TRANSFORMS
     assert MODELS.get('TTAEncoderDecoder').__module__ == 'stag_seg.models.tta_encoder_decoder'
     assert DATASETS.get('ACDCDataset').__module__ == 'stag_seg.datasets.acdc'
-    assert TRANSFORMS.get('ApplyWeather').__module__ == 'stag_seg.datasets.weather'
+    assert TRANSFORMS.get('ApplyWeather').__module__ == 'stag_seg.datasets.generators.weather'
 
 
 def test_an_unknown_name_lists_the_valid_ones():

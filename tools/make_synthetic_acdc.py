@@ -10,7 +10,8 @@ Writes, under ``--out`` (see data/README.md for the layouts)::
 
 mmseg's ``CityscapesDataset`` reads the source split as it is; ``stag_seg``'s ``ACDCDataset``
 reads the targets. Every image has its own seed derived from ``--seed``, its domain and its
-index, so the output does not depend on ``--workers``.
+index, so the output does not depend on ``--workers``. The generator is
+``stag_seg.datasets.generators.write_synthetic_acdc``; this is its command line.
 
 Example::
 
@@ -19,66 +20,11 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing
 import os
-import os.path as osp
-import shutil
 import sys
-import time
-from dataclasses import dataclass
 
-import cv2
-import numpy as np
-
-from stag_seg.datasets.synthetic import render_scene
-from stag_seg.datasets.weather import CONDITIONS, DEFAULT_SEVERITY, apply_condition
-
-SOURCE_CITIES = {'train': ('ashford', 'brightwater', 'coldharbour'), 'val': ('dunmore', )}
-# First GoPro sequence number of each condition (ACDC names its folders after the recordings).
-SEQUENCE_BASE = {'fog': 475, 'night': 351, 'rain': 400, 'snow': 122}
-CLASS_NAMES = ('road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light',
-               'traffic sign', 'vegetation', 'terrain', 'sky', 'person', 'rider', 'car', 'truck',
-               'bus', 'train', 'motorcycle', 'bicycle')
-GENERATED = ('leftImg8bit', 'gtFine', 'rgb_anon', 'gt', 'meta.json')
-SOURCE_LAYOUT = ('leftImg8bit/{split}/{city}/{city}_{seq}_{frame}_leftImg8bit.png',
-                 'gtFine/{split}/{city}/{city}_{seq}_{frame}_gtFine_labelTrainIds.png')
-TARGET_LAYOUT = ('rgb_anon/{cond}/{split}/{seq}/{seq}_frame_{frame}_rgb_anon.png',
-                 'gt/{cond}/{split}/{seq}/{seq}_frame_{frame}_gt_labelTrainIds.png')
-
-
-@dataclass(frozen=True)
-class Task:
-    """One image to render and the two files to write."""
-    domain: str  # 'source' or a condition
-    split: str
-    index: int
-    img_path: str
-    label_path: str
-    seed: tuple
-    height: int
-    width: int
-    severity: float | None
-
-
-def parse_severity(values: list[str] | None, conditions: list[str]) -> dict[str, float]:
-    """``--severity`` is one number for all conditions or ``cond=value`` pairs."""
-    severity = {c: DEFAULT_SEVERITY[c] for c in conditions}
-    for value in values or []:
-        name, sep, number = value.rpartition('=')
-        names = [name] if sep else conditions
-        for cond in names:
-            if cond not in CONDITIONS:
-                raise ValueError(f'--severity: unknown condition {cond!r} in {value!r}; valid '
-                                 f'names are {", ".join(CONDITIONS)}')
-        try:
-            level = float(number)
-        except ValueError:
-            raise ValueError(f'--severity: {value!r} is not a number or cond=number') from None
-        if not 0.0 < level <= 1.0:
-            raise ValueError(f'--severity: values must be in (0, 1], got {value!r}')
-        severity.update({c: level for c in names if c in severity})
-    return severity
+from stag_seg.datasets.generators import (CONDITIONS, DEFAULT_SEVERITY, parse_severity,
+                                          write_synthetic_acdc)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -119,136 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def source_tasks(args: argparse.Namespace, split: str, count: int, key: int) -> list[Task]:
-    """Cityscapes-style names: ``<city>_<seq:06d>_000019``, the cities taking turns."""
-    cities = SOURCE_CITIES[split]
-    tasks = []
-    for i in range(count):
-        city = cities[i % len(cities)]
-        stem = f'{city}_{i // len(cities):06d}_000019'
-        img = osp.join('leftImg8bit', split, city, f'{stem}_leftImg8bit.png')
-        label = osp.join('gtFine', split, city, f'{stem}_gtFine_labelTrainIds.png')
-        tasks.append(Task('source', split, i, img, label, (args.seed, key, i), args.height,
-                          args.width, None))
-    return tasks
-
-
-def target_tasks(args: argparse.Namespace, cond: str, split: str, count: int,
-                 key: int) -> list[Task]:
-    """ACDC-style names: ``GOPR<nnnn>/GOPR<nnnn>_frame_<nnnnnn>``, a sparse frame sampling."""
-    tasks = []
-    offset = 0 if split == 'train' else 50
-    for i in range(count):
-        seq = f'GOPR{SEQUENCE_BASE[cond] + offset + i // args.frames_per_sequence:04d}'
-        stem = f'{seq}_frame_{(i % args.frames_per_sequence + 1) * 37:06d}'
-        tasks.append(
-            Task(cond, split, i, osp.join('rgb_anon', cond, split, seq, f'{stem}_rgb_anon.png'),
-                 osp.join('gt', cond, split, seq, f'{stem}_gt_labelTrainIds.png'),
-                 (args.seed, key, i), args.height, args.width, args.severity[cond]))
-    return tasks
-
-
-def render_task(task: Task, out: str) -> np.ndarray:
-    """Render and write one image and its label; return the label's class histogram."""
-    rgb, label, depth = render_scene(np.random.default_rng(task.seed), task.height, task.width)
-    if task.domain != 'source':
-        weather_rng = np.random.default_rng(task.seed + (1, ))
-        rgb = apply_condition(task.domain, rgb, depth, weather_rng, task.severity)
-    for path, image in ((task.img_path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)),
-                        (task.label_path, label)):
-        full = osp.join(out, path)
-        os.makedirs(osp.dirname(full), exist_ok=True)
-        if not cv2.imwrite(full, image):
-            raise OSError(f'could not write {full}')
-    return np.bincount(label.ravel(), minlength=256)
-
-
-def _render_star(job: tuple) -> tuple[str, np.ndarray]:
-    task, out = job
-    return task.domain, render_task(task, out)
-
-
-def _init_worker() -> None:
-    cv2.setNumThreads(1)  # one process per core already
-
-
-def prepare_out(out: str, overwrite: bool) -> None:
-    """Refuse to mix with an earlier run unless ``overwrite``, which removes its outputs."""
-    existing = [name for name in GENERATED if osp.exists(osp.join(out, name))]
-    if existing and not overwrite:
-        raise FileExistsError(f'{out} already holds generated data ({", ".join(existing)}); '
-                              'pass --overwrite to replace it or choose another --out')
-    for name in existing:
-        path = osp.join(out, name)
-        shutil.rmtree(path) if osp.isdir(path) else os.remove(path)
-    os.makedirs(out, exist_ok=True)
-
-
-def run_tasks(tasks: list[Task], out: str, workers: int) -> dict[str, np.ndarray]:
-    """Render every task (in a pool when ``workers > 1``), printing progress."""
-    jobs = [(task, out) for task in tasks]
-    histograms: dict[str, np.ndarray] = {}
-    start, step = time.perf_counter(), max(len(jobs) // 10, 1)
-    # 'spawn', not 'fork': a forked child inherits OpenCV's (or torch's) thread pool in a broken
-    # state when the parent has used it, and hangs; fresh processes cost a second of imports.
-    context = multiprocessing.get_context('spawn')
-    pool = context.Pool(workers, _init_worker) if workers > 1 else None
-    try:
-        results = pool.imap(_render_star, jobs, chunksize=8) if pool else map(_render_star, jobs)
-        for done, (domain, hist) in enumerate(results, 1):
-            histograms[domain] = histograms.get(domain, 0) + hist
-            if done % step == 0 or done == len(jobs):
-                rate = done / max(time.perf_counter() - start, 1e-6)
-                print(f'[{done:5d}/{len(jobs)}] {rate:6.1f} img/s', flush=True)
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
-    return histograms
-
-
-def class_frequencies(hist: np.ndarray) -> dict[str, float]:
-    """Pixel fraction of each class (and of ignore), over all pixels."""
-    total = max(int(hist.sum()), 1)
-    freq = {name: round(float(hist[i]) / total, 5) for i, name in enumerate(CLASS_NAMES)}
-    freq['ignore'] = round(float(hist[255]) / total, 5)
-    return freq
-
-
 def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
-    prepare_out(args.out, args.overwrite)
-    tasks = (source_tasks(args, 'train', args.num_source_train, 0)
-             + source_tasks(args, 'val', args.num_source_val, 1))
-    for cond in args.conditions:
-        key = 2 + 2 * CONDITIONS.index(cond)
-        tasks += target_tasks(args, cond, 'train', args.num_target, key)
-        tasks += target_tasks(args, cond, 'val', args.num_target_val, key + 1)
-    print(f'Rendering {len(tasks)} images of {args.width}x{args.height} into {args.out} '
-          f'with {args.workers} worker(s)', flush=True)
-    start = time.perf_counter()
-    histograms = run_tasks(tasks, args.out, args.workers)
-    seconds = time.perf_counter() - start
-    counts: dict[str, dict[str, int]] = {}
-    for task in tasks:
-        counts.setdefault(task.domain, {}).setdefault(task.split, 0)
-        counts[task.domain][task.split] += 1
-    meta = dict(
-        args={k: v for k, v in vars(args).items() if k != 'overwrite'}, counts=counts,
-        seconds=round(seconds, 2),
-        class_frequencies={d: class_frequencies(h) for d, h in histograms.items()},
-        layout=dict(source=SOURCE_LAYOUT, target=TARGET_LAYOUT))
-    with open(osp.join(args.out, 'meta.json'), 'w') as f:
-        json.dump(meta, f, indent=2)
-    print(f'Done: {len(tasks)} images in {seconds:.1f} s ({len(tasks) / max(seconds, 1e-6):.1f} '
-          f'img/s)')
-    for domain, splits in counts.items():
-        print(f'  {domain:7s} ' + ', '.join(f'{s}: {n}' for s, n in splits.items()))
-    if 'source' in histograms:
-        top = sorted(class_frequencies(histograms['source']).items(), key=lambda kv: -kv[1])
-        print('  source class pixels: ' + ', '.join(f'{k} {100 * v:.1f}%' for k, v in top if v))
-    print(f'  metadata: {osp.join(args.out, "meta.json")}')
-    return meta
+    return write_synthetic_acdc(**vars(parse_args(argv)))
 
 
 if __name__ == '__main__':

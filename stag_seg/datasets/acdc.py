@@ -22,12 +22,9 @@ from mmengine.logging import print_log
 
 from mmseg.datasets import BaseSegDataset, CityscapesDataset
 from mmseg.registry import DATASETS
-from .weather import CONDITIONS
+from .benchmarks import ACDC_CONDITIONS
 
 __all__ = ['ACDC_CONDITIONS', 'ACDCDataset']
-
-#: The ACDC conditions, in the order of the CoTTA continual protocol.
-ACDC_CONDITIONS = CONDITIONS
 
 
 def _conditions(condition: str | Sequence[str]) -> tuple[str, ...]:

@@ -12,7 +12,8 @@ Layouts (Hendrycks & Dietterich, ICLR 2019):
 the source data of the embedded Digits-C benchmark.
 
 ``num_images`` keeps the first N images of the domain in a seeded shuffle of it (``seed``), the
-way the 5,000-image ImageNet-C benchmarks subsample; ``None`` keeps all, in file order.
+way the 5,000-image ImageNet-C benchmarks subsample; ``None`` keeps all, in file order. The names
+of the 15 corruptions are :data:`~stag_seg.datasets.benchmarks.CORRUPTIONS`.
 """
 from __future__ import annotations
 
@@ -23,13 +24,9 @@ import numpy as np
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
-__all__ = ['CORRUPTIONS', 'CIFARCDataset', 'ImageNetCDataset', 'NumpyClsDataset']
+from .benchmarks import IMAGE_SUFFIXES
 
-#: The 15 corruptions of the benchmarks, in their usual order.
-CORRUPTIONS = ('gaussian_noise', 'shot_noise', 'impulse_noise', 'defocus_blur', 'glass_blur',
-               'motion_blur', 'zoom_blur', 'snow', 'frost', 'fog', 'brightness', 'contrast',
-               'elastic_transform', 'pixelate', 'jpeg_compression')
-IMAGE_SUFFIXES = ('.jpeg', '.jpg', '.png')
+__all__ = ['CIFARCDataset', 'ImageNetCDataset', 'NumpyClsDataset']
 
 
 def _check(corruption: str, severity: int) -> None:

@@ -23,13 +23,14 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 
 from mmseg.registry import TRANSFORMS
-from .synthetic import SKY_DEPTH
+from ..benchmarks import ACDC_CONDITIONS
+from .scenes import SKY_DEPTH
 
 __all__ = ['CONDITIONS', 'DEFAULT_SEVERITY', 'ApplyWeather', 'apply_condition', 'fog',
            'flat_ground_depth', 'night', 'rain', 'snow']
 
-#: The ACDC conditions, in the order of the CoTTA continual protocol.
-CONDITIONS = ('fog', 'night', 'rain', 'snow')
+#: The conditions rendered here: the ACDC ones, in the order of the CoTTA continual protocol.
+CONDITIONS = ACDC_CONDITIONS
 #: Severity used when none is given.
 DEFAULT_SEVERITY = {'fog': 0.3, 'night': 0.8, 'rain': 0.6, 'snow': 0.5}
 
