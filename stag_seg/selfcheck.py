@@ -115,8 +115,8 @@ def adapted_stock_run(work_dir: str) -> dict:
     moved = sum(not torch.equal(a, m.weight.detach()) for a, m in zip(before, norms))
     stats = recorder.stats
     miou = metrics.get('mIoU')
-    return dict(mIoU=None if miou is None else round(float(miou), 2), norm_layers_moved=moved, norm_layers=len(norms),
-                stag_stats=sorted(k for k in stats if k.startswith('stag')))
+    return dict(mIoU=None if miou is None else round(float(miou), 2), norm_layers_moved=moved,
+                norm_layers=len(norms), stag_stats=sorted(k for k in stats if k.startswith('stag')))
 
 
 def main(argv: list[str] | None = None) -> int:

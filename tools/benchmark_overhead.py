@@ -12,10 +12,10 @@ Variants, each on the demo SegFormer (MiT-B0, 19 classes) through the toolkit's 
 - ``tent+stag-autograd``: Tent + the same loss with dH/dz from autograd (a double backward).
 
 Each variant runs in its own process so CPU peak memory (the growth of the resident set from
-before the first step, ``ru_maxrss``) is not shared; on CUDA the allocator's peak is used. The variants run
-``--repeats`` times, interleaved, and each keeps its fastest median (shared machines are noisy:
-only ratios measured in one run are compared). Prints a table and writes JSON; ratios are
-against ``tent`` in the same run.
+before the first step, ``ru_maxrss``) is not shared; on CUDA the allocator's peak is used. The
+variants run ``--repeats`` times, interleaved, and each keeps its fastest median (shared
+machines are noisy: only ratios measured in one run are compared). Prints a table and writes
+JSON; ratios are against ``tent`` in the same run.
 """
 import argparse
 import json

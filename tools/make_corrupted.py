@@ -14,9 +14,10 @@ size (``--preset auto``: the CIFAR table up to a 64 px short side, else the Imag
 to the image). ``--table published`` (default) is the reference scripts' parameter table;
 ``--table monotone`` changes seven entries (see ``stag_seg.datasets.generators.corruptions``).
 Frost blends the reference's photographs when ``imagecorruptions-imaug`` is installed
-(``--frost auto``), else a procedural texture. ``OUT/corruption_meta.json`` records the table, the preset, the
-frost source and the seed. ImageNet-C corrupted the 224x224 centre crops of the validation images (resized
-to 256 first): crop before running this if the benchmark should match. Images keep their name
+(``--frost auto``), else a procedural texture. ``OUT/corruption_meta.json`` records the table,
+the preset, the frost source and the seed. ImageNet-C corrupted the 224x224 centre crops of the
+validation images (resized to 256 first): crop before running this if the benchmark should
+match. Images keep their name
 and format: PNG stays lossless, JPEG is written at ``--jpeg-quality`` without chroma
 subsampling (ImageNet-C itself was saved at quality 85). ``CIFARCDataset`` reads 32x32 images.
 

@@ -1,16 +1,18 @@
 """Train an embedded benchmark's source model on the CPU and export a small checkpoint.
 
     python tools/make_synthetic_acdc.py --num-target 100     # the data, once
-    python tools/train_source.py [CONFIG] [--out checkpoints/segformer-mit-b0_synthetic-cityscapes.pth]
+    python tools/train_source.py [CONFIG] \
+        [--out checkpoints/segformer-mit-b0_synthetic-cityscapes.pth]
 
     python tools/make_digits.py                               # the classification benchmark
     python tools/train_source.py configs/digits_c/small-convnet_train.py \
         --out checkpoints/small-convnet_digits.pth
 
 Trains with MMEngine's runner (the config's train/val loops), evaluates on the clean
-validation split (mIoU for a segmentor, top-1 accuracy for a classifier), and writes ``{'state_dict': ..., 'meta': {...}}`` (weights only, float32)
-that ``tools/test_tta.py`` loads with the safe loader. ``--from-checkpoint`` skips training and
-exports a checkpoint the runner wrote earlier.
+validation split (mIoU for a segmentor, top-1 accuracy for a classifier), and writes
+``{'state_dict': ..., 'meta': {...}}`` (weights only, float32) that ``tools/test_tta.py`` loads
+with the safe loader. ``--from-checkpoint`` skips training and exports a checkpoint the runner
+wrote earlier.
 """
 import argparse
 import os

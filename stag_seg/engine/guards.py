@@ -16,7 +16,8 @@ from mmengine.registry import HOOKS
 from ..dist import all_ranks
 from ..structures import STATS_KEY
 
-__all__ = ['BAD_INPUT_POLICIES', 'BadInputError', 'BadInputPolicy', 'CollapseGuard', 'CollapseGuardHook',
+__all__ = ['BAD_INPUT_POLICIES', 'BadInputError', 'BadInputPolicy', 'CollapseGuard',
+           'CollapseGuardHook',
            'batch_files', 'check_batch', 'prediction_stats']
 
 #: ``test_cfg.on_bad_input``: stop with a clear error (results so far on disk), or skip the

@@ -134,8 +134,9 @@ class TTAHook(Hook):
     def _check_alone(self, runner, model) -> None:
         hooks = [h for h in runner.hooks if isinstance(h, TTAHook)]
         if len(hooks) > 1:
-            raise RuntimeError(f'{len(hooks)} TTA hooks ({", ".join(type(h).__name__ for h in hooks)}'
-                               ') would adapt the same model; keep one in custom_hooks')
+            names = ', '.join(type(h).__name__ for h in hooks)
+            raise RuntimeError(f'{len(hooks)} TTA hooks ({names}) would adapt the same model; '
+                               'keep one in custom_hooks')
         if getattr(model, 'tta_adapter', None) is not None:
             raise RuntimeError(f'{type(model).__name__} already adapts itself with '
                                f'{model.tta_method!r}; a TTAHook would adapt it twice: use a '

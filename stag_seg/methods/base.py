@@ -237,7 +237,8 @@ class BaseTTAMethod:
 
 
 def _build_optim_wrapper(params: list[nn.Parameter], cfg: dict) -> OptimWrapper:
-    """An MMEngine optim wrapper over exactly ``params`` (e.g. ``OptimWrapper`` or ``AmpOptimWrapper``)."""
+    """An MMEngine optim wrapper over exactly ``params`` (``OptimWrapper``,
+    ``AmpOptimWrapper``, ...)."""
     cfg = copy.deepcopy(cfg)
     for key in ('paramwise_cfg', 'constructor'):
         if key in cfg:
@@ -257,7 +258,8 @@ def _clone_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 def valid_mean(values: Tensor, mask: Tensor | None) -> Tensor:
-    """Mean of ``values`` (N, *) over ``mask``; 0 (still differentiable) when nothing is selected."""
+    """Mean of ``values`` (N, *) over ``mask``; 0 (still differentiable) when nothing is
+    selected."""
     if mask is None:
         return values.mean()
     mask = mask.to(values.dtype)

@@ -29,9 +29,11 @@ Where the views come from (``view_source``):
   (:class:`~stag_seg.datasets.KeepOriginalImage`).
 - ``'input'`` (default; a faster deviation): the normalised network input is interpolated
   (views above scale 1 then have no native detail), each view runs whole, original and
-  flipped as one batch (14 views in 7 forwards), and everything lives at the input size. ``batch_stats=False`` (the reference's segmentation code keeps the models in
-eval mode); ``True`` normalises BatchNorm with the test batch in the student, the teacher and the
-anchor, as its classification code does. Restore masks come from a generator seeded by ``seed``,
+  flipped as one batch (14 views in 7 forwards), and everything lives at the input size.
+
+``batch_stats=False`` (the reference's segmentation code keeps the models in eval mode);
+``True`` normalises BatchNorm with the test batch in the student, the teacher and the anchor, as
+its classification code does. Restore masks come from a generator seeded by ``seed``,
 identical on every rank. With STAG, choose ``anchors='live'``: CoTTA updates the classifier.
 
 The reference's classification code (``cifar/cotta.py``, ``imagenet/cotta.py``) is a set of

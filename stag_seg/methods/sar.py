@@ -16,16 +16,14 @@ and the ImageNet-C configs use it. Per step (Eq. 2-5):
    ``reset_threshold`` (0.2) the model returns to the source. As in the reference, the base
    optimizer keeps its momentum through the reset (the reference reloads the SAM wrapper's
    state, which does not hold the base SGD's buffers), and the average itself is kept, so
-   resets repeat until it climbs back over the threshold. With several processes the average is taken over the ranks' second losses, so
-   every rank resets at the same step.
+   resets repeat until it climbs back over the threshold. With several processes the average
+   is taken over the ranks' second losses, so every rank resets at the same step.
 
 For segmentation reliability is per pixel. STAG rides on both SAM losses with their masks.
 """
 from __future__ import annotations
 
 import math
-
-import torch
 
 from ..dist import rank_mean
 from ..registry import TTA_METHODS

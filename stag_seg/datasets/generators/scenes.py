@@ -1,7 +1,8 @@
 """Procedural street scenes with Cityscapes labels and metric depth, seen from a driving camera.
 
 The embedded stand-in for Cityscapes: small, fast and deterministic, so that the Cityscapes→ACDC
-protocol (docs/design.md, "Protocols") can run end to end on a laptop CPU. A scene is a flat ground plane
+protocol (docs/design.md, "Protocols") can run end to end on a laptop CPU. A scene is a flat
+ground plane
 seen by a pinhole camera at driver height: a road converging to the vanishing point, lane marks,
 kerbs and sidewalks, terrain verges, side streets, building facades with windows, a distant
 skyline, trees, street lamps, signs, traffic lights, cars (with their visible side) and people.
@@ -87,12 +88,12 @@ class _Canvas:
               rgb: np.ndarray, label: int | np.ndarray) -> None:
         """Write a local patch at (``top``, ``left``) where ``mask`` holds and it is nearer."""
         height, width = self.label.shape
-        t, l = max(top, 0), max(left, 0)
+        t, lft = max(top, 0), max(left, 0)
         b, r = min(top + mask.shape[0], height), min(left + mask.shape[1], width)
-        if b <= t or r <= l:
+        if b <= t or r <= lft:
             return
-        local = (slice(t - top, b - top), slice(l - left, r - left))
-        region = (slice(t, b), slice(l, r))
+        local = (slice(t - top, b - top), slice(lft - left, r - left))
+        region = (slice(t, b), slice(lft, r))
         depth = np.broadcast_to(np.asarray(depth, np.float32), mask.shape)[local]
         ok = mask[local] & (depth < self.depth[region])
         self.depth[region][ok] = depth[ok]
@@ -612,7 +613,10 @@ def _draw_car(rng: np.random.Generator, cam: _Camera, thing: _Thing, canvas: _Ca
     side_x = x0 if x0 > 0 else (x1 if x1 < 0 else None)
     if side_x is not None:
         _draw_car_side(cam, sprite, side_x, z0, length, height, belt, paint, glass)
-    to_px = (lambda dx, h: cam.to_image(thing.x + dx, h, z0))
+
+    def to_px(dx, h):
+        return cam.to_image(thing.x + dx, h, z0)
+
     hw = width / 2
     body = [to_px(-hw, 0.25), to_px(hw, 0.25), to_px(hw, belt), to_px(-hw, belt)]
     cabin = [to_px(-hw + 0.05, belt), to_px(hw - 0.05, belt), to_px(hw - 0.2, height),
