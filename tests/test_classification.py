@@ -16,10 +16,8 @@ from torch import nn
 
 from stag_seg.datasets import CORRUPTIONS
 from stag_seg.models import tap_cls_head
+from stag_seg.models import timm_checkpoint as converter
 from stag_seg.structures import step_stats
-
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-import convert_timm_classifier as converter  # noqa: E402
 
 NUM_CLS = 5
 CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'imagenet_c', '*.py')))

@@ -140,8 +140,7 @@ def test_the_converted_head_computes_the_nvlabs_head_equations(converted):
 
 
 def test_unknown_keys_stop_the_conversion_with_their_names():
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
-    import convert_nvlabs_segformer as conv
+    from stag_seg.models import nvlabs_checkpoint as conv
     state = {'backbone.patch_embed1.proj.weight': torch.zeros(1),
              'auxiliary_head.conv.weight': torch.zeros(1),
              'decode_head.linear_c5.proj.weight': torch.zeros(1)}

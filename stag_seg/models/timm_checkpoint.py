@@ -1,0 +1,102 @@
+"""The key maps of timm / torchvision ImageNet classifier checkpoints to this toolkit's layouts.
+
+``tools/convert_timm_classifier.py`` is their command line; see its docstring for the layouts.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from collections import OrderedDict
+
+import torch
+
+__all__ = ['ARCHS', 'BN_STATE', 'PARAM', 'VIT_BLOCK', 'VIT_TOP', 'convert', 'load_state']
+
+ARCHS = ('vit', 'resnet', 'resnet-gn')
+
+#: timm ViT block sub-keys and their mmpretrain names (``blocks.i.`` -> ``backbone.layers.i.``)
+VIT_BLOCK = (('norm1.', 'ln1.'), ('attn.qkv.', 'attn.qkv.'), ('attn.proj.', 'attn.proj.'),
+             ('norm2.', 'ln2.'), ('mlp.fc1.', 'ffn.layers.0.0.'), ('mlp.fc2.', 'ffn.layers.1.'))
+VIT_TOP = {'cls_token': 'backbone.cls_token', 'pos_embed': 'backbone.pos_embed',
+           'patch_embed.proj.weight': 'backbone.patch_embed.projection.weight',
+           'patch_embed.proj.bias': 'backbone.patch_embed.projection.bias',
+           'norm.weight': 'backbone.ln1.weight', 'norm.bias': 'backbone.ln1.bias',
+           'head.weight': 'head.layers.head.weight', 'head.bias': 'head.layers.head.bias'}
+PARAM = r'(weight|bias)'
+BN_STATE = r'(weight|bias|running_mean|running_var|num_batches_tracked)'
+
+
+def convert(state: dict[str, torch.Tensor], arch: str) -> OrderedDict:
+    """Rename every tensor of a timm / torchvision state dict to mmpretrain's keys.
+
+    Raises:
+        ValueError: ``arch`` is not one of :data:`ARCHS`.
+        KeyError: keys that do not belong to the stated layout (their names in the message).
+    """
+    if arch not in ARCHS:
+        raise ValueError(f'--arch must be one of {ARCHS}, got {arch!r}')
+    rename = _vit_key if arch == 'vit' else _resnet_key
+    out: OrderedDict = OrderedDict()
+    unknown = []
+    for key, value in state.items():
+        new = rename(key, arch)
+        if new is None:
+            unknown.append(key)
+        else:
+            out[new] = value
+    if unknown:
+        hint = ''
+        if arch == 'resnet-gn' and any(k.endswith('running_mean') for k in unknown):
+            hint = ' (BatchNorm statistics: this is a BatchNorm ResNet, use --arch resnet)'
+        elif arch == 'resnet' and not any(k.endswith('running_mean') for k in state):
+            hint = ' (no BatchNorm statistics: a GroupNorm ResNet needs --arch resnet-gn)'
+        raise KeyError(f'{len(unknown)} keys are not in the {arch} layout{hint}: '
+                       f'{unknown[:10]}{" ..." if len(unknown) > 10 else ""}')
+    if arch == 'resnet' and not any(k.endswith('running_mean') for k in state):
+        raise KeyError('no BatchNorm statistics (bn1.running_mean, ...) in the checkpoint: a '
+                       'GroupNorm ResNet needs --arch resnet-gn')
+    return out
+
+
+def _vit_key(key: str, arch: str) -> str | None:
+    if key in VIT_TOP:
+        return VIT_TOP[key]
+    match = re.match(r'^blocks\.(\d+)\.(.+)$', key)
+    if match:
+        index, rest = match.groups()
+        for old, new in VIT_BLOCK:
+            if rest.startswith(old) and re.fullmatch(PARAM, rest[len(old):]):
+                return f'backbone.layers.{index}.{new}{rest[len(old):]}'
+    return None
+
+
+def _resnet_key(key: str, arch: str) -> str | None:
+    norm = 'gn' if arch == 'resnet-gn' else 'bn'
+    state = PARAM if arch == 'resnet-gn' else BN_STATE
+    if re.fullmatch(r'fc\.' + PARAM, key):
+        return 'head.' + key
+    if key == 'conv1.weight' or re.fullmatch(r'layer\d\.\d+\.(conv\d|downsample\.0)\.weight', key):
+        return 'backbone.' + key
+    match = re.fullmatch(r'(layer\d\.\d+\.)?bn(\d)\.' + state, key)
+    if match:
+        return f'backbone.{match.group(1) or ""}{norm}{match.group(2)}.{match.group(3)}'
+    if re.fullmatch(r'layer\d\.\d+\.downsample\.1\.' + state, key):
+        return 'backbone.' + key
+    return None
+
+
+def load_state(path: str) -> dict[str, torch.Tensor]:
+    """The state dict in ``path`` (``.safetensors`` or a torch file, unwrapped if nested)."""
+    if path.endswith('.safetensors'):
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            sys.exit(f'{path}: reading .safetensors needs the safetensors package '
+                     '(pip install safetensors), or save the model with torch.save first')
+        return load_file(path)
+    from .. import compat
+    checkpoint = compat.load_checkpoint(path)
+    for key in ('state_dict', 'model', 'module'):
+        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
+            return checkpoint[key]
+    return checkpoint
