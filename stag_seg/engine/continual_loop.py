@@ -1,8 +1,6 @@
 """``ContinualTestLoop``: a test loop over a stream of domains, round after round."""
 from __future__ import annotations
 
-import os
-import os.path as osp
 import sys
 import time
 from typing import Iterator, Sequence
@@ -188,9 +186,6 @@ class ContinualTestLoop(TestLoop):
         if is_main_process():
             write_run(self._document(), self.runner.work_dir)
         self.state.remove()
-        partial = osp.join(self.runner.work_dir, 'tta_results.partial.json')
-        if is_main_process() and osp.isfile(partial):
-            os.remove(partial)
         metrics = self.results.summary_metrics()
         self.runner.call_hook('after_test_epoch', metrics=metrics)
         self.runner.call_hook('after_test')

@@ -71,8 +71,12 @@ def results_document(runner, model, results: StreamResults, **protocol) -> dict:
 
 
 def write_run(doc: dict, work_dir: str) -> list[str]:
-    """``tta_results.{json,csv,md,png}`` and ``environment.json`` in ``work_dir``."""
+    """``tta_results.{json,csv,md,png}`` and ``environment.json`` in ``work_dir``; the partial
+    results of an interrupted earlier attempt there are removed (these are complete)."""
     paths = write_results(doc, work_dir)
+    partial = osp.join(work_dir, 'tta_results.partial.json')
+    if osp.isfile(partial):
+        os.remove(partial)
     env_path = osp.join(work_dir, 'environment.json')
     with open(env_path, 'w') as f:
         json.dump(dict(doc['environment'], versions=doc['versions'],
