@@ -379,11 +379,13 @@ def _classifier(kind='resnet'):
 
 def test_sar_keeps_the_base_optimizers_momentum_through_a_reset():
     from mmpretrain.structures import DataSample
+    from stag_seg.models import build_adapter
     model = _classifier()
-    model.tta_method = build_method(dict(
+    method = build_method(dict(
         type='SAR', e0=10.0, reset_threshold=1e9,
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=1e-3, momentum=0.9))))
-    method = model.tta_method
+    # another method on the same model: a new adapter attaches it
+    model.tta_method, model.tta_adapter = method, build_adapter(model, method)
     source = state_copy(model)
     g = torch.Generator().manual_seed(0)
     momentum = None
