@@ -109,6 +109,9 @@ class ContinualTestLoop(TestLoop):
         if optimizer_reset not in OPTIMIZER_RESETS:
             raise ValueError(f'test_cfg.optimizer_reset must be one of {OPTIMIZER_RESETS}, got '
                              f'{optimizer_reset!r}')
+        self.bad_inputs = BadInputPolicy(on_bad_input)
+        # a bad guard setting fails here too, before any data is built
+        guard = CollapseGuardHook(**collapse_guard) if collapse_guard else None
         specs = [domain_dataloader(d, dataloader, domain_key) for d in domains]
         names = [n for n, _ in specs]
         if len(set(names)) != len(names):
@@ -124,21 +127,20 @@ class ContinualTestLoop(TestLoop):
         self.rounds, self.episodic, self.optimizer_reset = rounds, episodic, optimizer_reset
         self.metric_key, self.metric = metric_key, metric_key.split('/')[0]
         self.progress, self.on_bad_input = progress, on_bad_input
-        self.bad_inputs = BadInputPolicy(on_bad_input)
         self.checkpoint_interval, self.resume = checkpoint_interval, resume
-        self.stats = self._hook(TTAStatsHook, curve_points=curve_points, metric=self.metric)
-        self.guard = self._hook(CollapseGuardHook, **collapse_guard) if collapse_guard else None
+        self.stats = self._hook(TTAStatsHook(curve_points=curve_points, metric=self.metric))
+        self.guard = self._hook(guard) if guard is not None else None
         self.state = StreamState(self)
         self.results: StreamResults | None = None
         # where the stream is: hooks (the --show-dir one) read these
         self.round_idx, self.domain, self.stream_step = 0, '', 0
 
-    def _hook(self, hook_type: type, **kwargs):
-        """The runner's hook of ``hook_type``, registered now when the config has none."""
-        for hook in self.runner.hooks:
-            if isinstance(hook, hook_type):
-                return hook
-        hook = hook_type(**kwargs)
+    def _hook(self, hook):
+        """The runner's hook of ``hook``'s type when the config has one, else ``hook``,
+        registered now."""
+        for registered in self.runner.hooks:
+            if isinstance(registered, type(hook)):
+                return registered
         self.runner.register_hook(hook)
         return hook
 
