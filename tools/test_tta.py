@@ -13,7 +13,6 @@ import os
 import os.path as osp
 import sys
 
-import torch
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
@@ -93,13 +92,7 @@ def main() -> None:
             dict(type='TTAShowHook', show_dir=args.show_dir, num_images=args.show_num)]
     if args.unsafe_load:
         compat.enable_full_pickle_loading()
-    if args.launcher != 'none' and not torch.cuda.is_available():
-        dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
-        if dist_cfg.get('backend', 'nccl') == 'nccl':
-            dist_cfg['backend'] = 'gloo'  # NCCL needs GPUs; gloo runs the same job on CPUs
-        # the runner's default wrapper pins each process to a GPU (device_ids=[LOCAL_RANK])
-        cfg.setdefault('model_wrapper_cfg', dict(type='MMDistributedDataParallel',
-                                                 device_ids=None, broadcast_buffers=False))
+    compat.cpu_distributed_config(cfg)  # gloo and CPU-placed DDP where no GPU exists
 
     try:
         Runner.from_cfg(cfg).test()
