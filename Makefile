@@ -10,8 +10,8 @@ DIGITS := data/digits
 DIGITS_C := data/digits_c
 SEEDS ?= 0 1 2
 
-.PHONY: install test lint demo demo-data demo-cls demo-cls-data docs-figures soak benchmark benchmark-scaling \
-	mmcv-full clean-demo wheel check-wheel resolver-check test-onedl
+.PHONY: install test lint demo demo-data demo-cls demo-cls-data demo-table docs-figures soak benchmark \
+	benchmark-scaling mmcv-full clean-demo wheel check-wheel resolver-check test-onedl
 
 install: $(STAMP)
 
@@ -59,11 +59,21 @@ demo-cls-data: install
 			--table monotone --frost procedural --workers 2
 
 # Source, Tent, EATA, SAR and DeYO, each +- STAG, on Digits-C in four settings (continual,
-# label shift, batch size 1, mixed corruptions), over SEEDS; prints the table of errors.
-# CLS_ARGS=--with-logit adds Tent + STAG in the logit reading (the README's table has it).
+# label shift, batch size 1, mixed corruptions), over SEEDS; prints the table of errors
+# (the suite configs/benchmarks/digits-c.py). CLS_ARGS='--with logit' adds Tent + STAG in the
+# logit reading (the README's table has it); CLS_ARGS='--family bn' another source model.
 CLS_ARGS ?=
 demo-cls: demo-cls-data
-	$(PY) tools/run_cls_benchmark.py --seeds $(SEEDS) --out work_dirs/demo_cls $(CLS_ARGS)
+	$(PY) tools/run_benchmark.py configs/benchmarks/digits-c.py --seeds $(SEEDS) \
+		--out work_dirs/demo_cls $(CLS_ARGS)
+
+# Every method +- STAG on the embedded segmentation benchmark, 3 rounds: the table of the
+# README's method zoo (the suite configs/benchmarks/demo.py). TABLE_ARGS=--reuse resumes an
+# interrupted table.
+TABLE_ARGS ?=
+demo-table: demo-data
+	$(PY) tools/run_benchmark.py configs/benchmarks/demo.py --out work_dirs/benchmark_table \
+		$(TABLE_ARGS)
 
 # The figure, table and pictures the README shows, regenerated from a fresh demo run.
 docs-figures: demo

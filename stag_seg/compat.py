@@ -17,7 +17,9 @@ The problems of the environment (docs/design.md, "Environment"):
    :func:`revert_sync_batchnorm` turns it into plain BN in those cases only.
 4. MMEngine's ``--launcher pytorch`` calls ``torch.cuda.set_device`` unconditionally, so CPU
    processes (gloo) cannot start; :func:`allow_cpu_distributed` skips that call where no GPU
-   exists.
+   exists. The stock configs ask for NCCL and a DDP wrapper pinned to a GPU;
+   :func:`cpu_distributed_config` turns a distributed config into gloo and CPU-placed DDP
+   where no GPU exists.
 5. Optional extras: :func:`require_extra` imports a module that only an extra of the package
    installs, or names the extra to install.
 6. The OneDL forks (``onedl-mmengine``, ``onedl-mmsegmentation``, ...) keep the import names
@@ -48,7 +50,8 @@ warnings.filterwarnings('ignore', message='``build_loss`` would be deprecated so
 warnings.filterwarnings('ignore', message='Default ``avg_non_ignore`` is False')
 
 __all__ = [
-    'MMCV_OPS_FALLBACK', 'allow_cpu_distributed', 'SAFE_CHECKPOINT_GLOBALS',
+    'MMCV_OPS_FALLBACK', 'allow_cpu_distributed', 'cpu_distributed_config',
+    'SAFE_CHECKPOINT_GLOBALS',
     'enable_full_pickle_loading', 'guard_mmengine_checkpoint_loading',
     'install_mmcv_ops_fallback', 'load_checkpoint',
     'map_renamed_distributions', 'require_extra', 'revert_sync_batchnorm',
@@ -388,3 +391,27 @@ def allow_cpu_distributed() -> None:
 
     init_dist_pytorch._stag_seg_cpu = True
     dist_utils._init_dist_pytorch = init_dist_pytorch
+
+
+def cpu_distributed_config(cfg: Any) -> bool:
+    """Let a distributed config (``cfg.launcher`` not ``'none'``) run where there is no GPU.
+
+    NCCL needs GPUs, so its backend becomes gloo, which runs the same job on CPUs; the runner's
+    default wrapper pins each process to a GPU (``device_ids=[LOCAL_RANK]``), so the model is
+    wrapped in ``MMDistributedDataParallel`` without device ids unless the config chose a
+    wrapper. Where CUDA is available, or without a launcher, nothing changes.
+
+    Args:
+        cfg (Config): The config, edited in place.
+
+    Returns:
+        bool: Whether the config was changed for CPUs.
+    """
+    if cfg.get('launcher', 'none') == 'none' or torch.cuda.is_available():
+        return False
+    dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+    if dist_cfg.get('backend', 'nccl') == 'nccl':
+        dist_cfg['backend'] = 'gloo'
+    cfg.setdefault('model_wrapper_cfg', dict(type='MMDistributedDataParallel',
+                                             device_ids=None, broadcast_buffers=False))
+    return True

@@ -172,3 +172,30 @@ def test_syncbn_becomes_bn_without_a_process_group():
     assert torch.equal(model[1].running_mean, torch.full((4, ), 0.5))
     model.train()
     model(torch.randn(2, 3, 5, 5))  # SyncBN in train mode would need a process group
+
+
+def test_a_distributed_config_runs_on_cpus_with_gloo_and_cpu_placed_ddp(monkeypatch):
+    from mmengine.config import Config
+
+    def config(launcher, **extra):
+        return Config(dict(launcher=launcher, env_cfg=dict(dist_cfg=dict(backend='nccl')),
+                           **extra))
+
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    cfg = config('pytorch')
+    assert compat.cpu_distributed_config(cfg)
+    assert cfg.env_cfg.dist_cfg.backend == 'gloo'
+    assert cfg.model_wrapper_cfg == dict(type='MMDistributedDataParallel', device_ids=None,
+                                         broadcast_buffers=False)
+    # a backend or wrapper the config chose stays
+    cfg = config('slurm', model_wrapper_cfg=dict(type='Mine'))
+    cfg.env_cfg.dist_cfg.backend = 'mpi'
+    assert compat.cpu_distributed_config(cfg)
+    assert cfg.env_cfg.dist_cfg.backend == 'mpi' and cfg.model_wrapper_cfg == dict(type='Mine')
+    # one process, or a GPU: nothing changes
+    cfg = config('none')
+    assert not compat.cpu_distributed_config(cfg)
+    assert cfg.env_cfg.dist_cfg.backend == 'nccl' and 'model_wrapper_cfg' not in cfg
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    cfg = config('pytorch')
+    assert not compat.cpu_distributed_config(cfg) and 'model_wrapper_cfg' not in cfg

@@ -1,9 +1,11 @@
 """Run continual test-time adaptation from a config, the way MMSeg's tools/test.py tests.
 
-    python tools/test_tta.py CONFIG [CHECKPOINT] [--work-dir DIR] [--cfg-options k=v ...]
-                             [--launcher none|pytorch|slurm|mpi] [--unsafe-load]
-                             [--show-dir DIR [--show-num K]] [--resume]
+    python tools/test_tta.py CONFIG [CHECKPOINT] [--overlay FILE ...] [--work-dir DIR]
+                             [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
+                             [--unsafe-load] [--show-dir DIR [--show-num K]] [--resume]
 
+``--overlay`` merges config files over CONFIG in order, before ``--cfg-options``: a setting or a
+model family, e.g. ``configs/_base_/settings/digits-c_label-shift.py`` (configs/digits_c/README.md).
 Writes tta_results.{json,csv,md,png} to the work dir (``--work-dir``, else the config's
 ``work_dir``, else ``./work_dirs/<config name>``), beside the dumped config and
 environment.json. ``--show-dir`` draws the first K predictions of every (round, domain).
@@ -13,7 +15,6 @@ import os
 import os.path as osp
 import sys
 
-import torch
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
@@ -24,6 +25,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', nargs='?', default=None,
                         help='source checkpoint (default: the config\'s load_from)')
+    parser.add_argument(
+        '--overlay', nargs='+', default=[],
+        help='config files merged over the config in order, before --cfg-options (a setting '
+        'or a model family, e.g. configs/_base_/settings/digits-c_label-shift.py)')
     parser.add_argument('--work-dir', help='where results and logs go')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
@@ -51,24 +56,18 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-# Top-level keys the configs use as templates for model.* (``{{_base_.tta_method}}``); editing
-# them on the command line would change nothing, so it is refused with the right key.
-TEMPLATE_KEYS = {'tta_method': 'model.tta_method', 'adapt_optim_wrapper':
-                 'model.adapt_optim_wrapper', 'stag': 'model.tta_method.regularizers',
-                 'fisher_data': 'model.tta_method.fisher_data', 'corruptions': 'test_cfg.domains'}
-
-
 def main() -> None:
     args = parse_args()
-    for key in args.cfg_options or {}:
-        first = key.split('.')[0]
-        if first in TEMPLATE_KEYS:
-            sys.exit(f'--cfg-options {key}: `{first}` is only the template the config copied '
-                     f'into the model; set {TEMPLATE_KEYS[first]}... instead')
     import stag_seg  # noqa: F401  (registers the toolkit before the config is built)
     from stag_seg import compat
+    from stag_seg.engine import check_options, merge_overlays, prepare_config
 
-    cfg = Config.fromfile(args.config)
+    try:
+        check_options(args.cfg_options)
+        cfg = Config.fromfile(args.config)
+        merge_overlays(cfg, args.overlay)
+    except (FileNotFoundError, KeyError, ValueError) as err:
+        sys.exit(err.args[0] if isinstance(err, KeyError) and err.args else str(err))
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
@@ -93,13 +92,11 @@ def main() -> None:
             dict(type='TTAShowHook', show_dir=args.show_dir, num_images=args.show_num)]
     if args.unsafe_load:
         compat.enable_full_pickle_loading()
-    if args.launcher != 'none' and not torch.cuda.is_available():
-        dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
-        if dist_cfg.get('backend', 'nccl') == 'nccl':
-            dist_cfg['backend'] = 'gloo'  # NCCL needs GPUs; gloo runs the same job on CPUs
-        # the runner's default wrapper pins each process to a GPU (device_ids=[LOCAL_RANK])
-        cfg.setdefault('model_wrapper_cfg', dict(type='MMDistributedDataParallel',
-                                                 device_ids=None, broadcast_buffers=False))
+    try:  # the seed of the stream and the learning rate at the loader's batch size
+        prepare_config(cfg)
+    except (KeyError, TypeError, ValueError) as err:
+        sys.exit(err.args[0] if isinstance(err, KeyError) and err.args else str(err))
+    compat.cpu_distributed_config(cfg)  # gloo and CPU-placed DDP where no GPU exists
 
     try:
         Runner.from_cfg(cfg).test()

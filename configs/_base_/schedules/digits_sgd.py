@@ -5,8 +5,10 @@
 # hardest ones (contrast: 9.8 % accuracy), the regime STAG is meant for.
 adapt_optim_wrapper = dict(
     type='OptimWrapper', optimizer=dict(type='SGD', lr=3e-3, momentum=0.9))
-# At other batch sizes (tools/run_cls_benchmark.py's batch-1 setting) the rate follows the rule
-# of the public ImageNet-C scripts (stag_seg.engine.scaled_lr): lr * batch / 64, doubled below
-# 32 for CNNs; SAR's and DeYO's configs double it again at batch size 1, the ViT's drops the
-# doubling below 32.
+# The rate is stated at batch size 64; at the loader's batch size (test_dataloader.batch_size,
+# e.g. the batch-1 setting, configs/_base_/settings/digits-c_batch1.py) it follows the rule of
+# the public ImageNet-C scripts (stag_seg.engine.scaled_lr): lr * batch / 64, doubled below 32
+# for CNNs; SAR's and DeYO's configs double it again at batch size 1, the ViT's drops the
+# doubling below 32. tools/test_tta.py and tools/run_benchmark.py apply it
+# (stag_seg.engine.prepare_config).
 lr_scaling = dict(reference_batch_size=64, below_32=2.0, at_1=1.0)
