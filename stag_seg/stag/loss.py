@@ -14,22 +14,30 @@ For a position with logits ``l``, prediction ``y = argmax l`` and ``s = s(l)``
 - ``'weight'``: the gradient w.r.t. the last layer's weight is ``s z^T`` and the anchor's is
   ``s_y w_y^T``; their cosine factorises as ``cos(s, s_y) * cos(z, w_y)``. Needs ``features``.
 
-The loss is ``sum(m * w * (1 - cos)) / sum(m)`` over the positions the method selected (mask
-``m``, weights ``w``) whose entropy gradient and anchor are not ~0: a one-hot prediction has no
-entropy gradient and is excluded, never turned into NaN.
+``gradient='cross_entropy'`` puts the predicted class's cross-entropy gradient ``p - e_y`` in
+place of ``s`` (and the anchors' own, :func:`~stag_seg.stag.anchors.compute_anchors`), in every
+space.
+
+The loss is ``sum(m * w * u * (1 - cos)) / sum(m)`` over the positions the method selected (mask
+``m``, weights ``w``) whose gradient and anchor are not ~0: a one-hot prediction has no entropy
+gradient and is excluded, never turned into NaN. ``u`` is 1, or with ``weighting='entropy'`` the
+position's normalised entropy ``H / ln C`` (detached), which silences confident positions.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
 
 from .anchors import Anchors
-from .entropy import entropy_grad
+from .entropy import GRADIENTS, entropy, logit_grad
 
-__all__ = ['SPACES', 'FORMS', 'gram_matrices', 'stag_cosine', 'stag_loss']
+__all__ = ['SPACES', 'FORMS', 'WEIGHTINGS', 'gram_matrices', 'stag_cosine', 'stag_loss']
 
 SPACES = ('feature', 'logit', 'weight')
 FORMS = ('gram', 'explicit')
+WEIGHTINGS = ('none', 'entropy')
 
 
 def gram_matrices(weight: Tensor, anchors: Anchors) -> tuple[Tensor, Tensor]:
@@ -66,8 +74,10 @@ def stag_cosine(logits: Tensor,
                 form: str = 'gram',
                 temperature: float = 1.0,
                 eps: float = 1e-12,
-                gram: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
-    """Cosine between each position's entropy gradient and the anchor of its predicted class.
+                gram: tuple[Tensor, Tensor] | None = None,
+                gradient: str = 'entropy') -> tuple[Tensor, Tensor]:
+    """Cosine between each position's logit gradient, mapped to ``space``, and the anchor of its
+    predicted class.
 
     Args:
         logits (Tensor): (N, C, *) logits at the classifier's resolution.
@@ -80,6 +90,8 @@ def stag_cosine(logits: Tensor,
         temperature (float): Softmax temperature tau. Defaults to 1.0.
         eps (float): Norms at or below ``eps`` count as zero. Defaults to 1e-12.
         gram (tuple, optional): Precomputed :func:`gram_matrices` (feature space only).
+        gradient (str): ``'entropy'`` or ``'cross_entropy'``; the anchors must be taken with
+            the same. Defaults to ``'entropy'``.
 
     Returns:
         tuple[Tensor, Tensor]: ``cos`` (N, *) (0 where invalid) and ``valid`` (N, *) bool.
@@ -88,13 +100,15 @@ def stag_cosine(logits: Tensor,
         raise ValueError(f'space must be one of {SPACES}, got {space!r}')
     if form not in FORMS:
         raise ValueError(f'form must be one of {FORMS}, got {form!r}')
+    if gradient not in GRADIENTS:
+        raise ValueError(f'gradient must be one of {GRADIENTS}, got {gradient!r}')
     if space == 'weight' and features is None:
         raise ValueError("space='weight' needs the classifier's input features")
     _check_shapes(logits, weight, features)
     out_shape = (logits.size(0), ) + tuple(logits.shape[2:])
     flat = _flatten(logits)
     pred = flat.detach().argmax(1)
-    s = entropy_grad(flat, temperature, dim=1)
+    s = logit_grad(flat, temperature, gradient, dim=1, target=pred)
     s_y = anchors.logit_grads[pred]
     eps2 = eps * eps
 
@@ -144,28 +158,39 @@ def stag_loss(logits: Tensor,
               form: str = 'gram',
               temperature: float = 1.0,
               eps: float = 1e-12,
-              gram: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+              gram: tuple[Tensor, Tensor] | None = None,
+              gradient: str = 'entropy',
+              weighting: str = 'none') -> tuple[Tensor, Tensor, Tensor]:
     """``mean(1 - cos)`` over the selected, valid positions, weighted by ``weights``.
 
     Args:
-        logits, weight, anchors, features, space, form, temperature, eps, gram: As in
-            :func:`stag_cosine`.
+        logits, weight, anchors, features, space, form, temperature, eps, gram, gradient: As
+            in :func:`stag_cosine`.
         mask (Tensor, optional): (N, *) or (N,) bool, the positions the method selected.
             Defaults to None (all).
         weights (Tensor, optional): (N, *) or (N,) non-negative per-position or per-sample
             weights from the method. Defaults to None (all ones).
+        weighting (str): ``'none'`` or ``'entropy'`` (each position's term times its
+            detached ``H / ln C``). Defaults to ``'none'``.
 
     Returns:
         tuple[Tensor, Tensor, Tensor]: The scalar loss (0, still differentiable, when no
         position is valid), ``cos`` (N, *) and the positions used (N, *) bool.
     """
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f'weighting must be one of {WEIGHTINGS}, got {weighting!r}')
     cos, valid = stag_cosine(logits, weight, anchors, features, space, form, temperature, eps,
-                             gram)
+                             gram, gradient)
     if mask is not None:
         valid = valid & _broadcast(mask, cos, 'mask').bool()
     per_pos = 1.0 - cos
     if weights is not None:
         per_pos = per_pos * _broadcast(weights, cos, 'weights').to(per_pos.dtype)
+    if weighting == 'entropy':
+        n_classes = logits.size(1)
+        uncertainty = entropy(logits.detach(), temperature) / math.log(n_classes) \
+            if n_classes > 1 else torch.zeros_like(per_pos)
+        per_pos = per_pos * uncertainty.to(per_pos.dtype)
     total = torch.where(valid, per_pos, torch.zeros_like(per_pos)).sum()
     return total / valid.sum().clamp_min(1), cos, valid
 

@@ -11,7 +11,8 @@ from torch import Tensor
 
 from ..registry import TTA_REGULARIZERS
 from .anchors import Anchors, compute_anchors
-from .loss import FORMS, SPACES, gram_matrices, stag_loss
+from .entropy import GRADIENTS
+from .loss import FORMS, SPACES, WEIGHTINGS, gram_matrices, stag_loss
 
 ANCHOR_MODES = ('frozen', 'live')
 
@@ -21,15 +22,24 @@ class STAG:
     """Structural Test-time Alignment of Gradients.
 
     Adds ``weight * mean(1 - cos(dH/dz, a_y))`` over the positions the baseline method selected,
-    computed from forward-pass quantities only (one backward pass for the whole step).
+    computed from forward-pass quantities only (one backward pass for the whole step). The
+    options other than ``weight`` choose the reading (docs/design.md, "STAG").
 
     Args:
         weight (float): lambda, the loss weight. Defaults to 1.0.
         space (str): Where the gradients are compared: ``'feature'``, ``'logit'`` or
             ``'weight'`` (docs/design.md, "STAG"). Defaults to ``'feature'``.
+        gradient (str): The logit gradient aligned: ``'entropy'`` (``dH/dl``) or
+            ``'cross_entropy'`` (``p - e_y``, the predicted class's cross entropy, whose
+            direction does not depend on the confidence). Defaults to ``'entropy'``.
+        weighting (str): ``'none'``, or ``'entropy'``: each position's term times its detached
+            normalised entropy ``H / ln C``. Defaults to ``'none'``.
         form (str): ``'gram'`` (C-dimensional per position) or ``'explicit'`` (builds the
             gradients; for checking). Defaults to ``'gram'``.
         temperature (float): Softmax temperature tau. Defaults to 1.0.
+        anchor_temperature (float, optional): The temperature of the prototypes' softmax
+            ``q_c``; above 1 softens anchors whose ``q_c`` is near one-hot. Defaults to None
+            (``temperature``).
         use_bias (bool): Include the classifier bias in the prototype logits. Defaults to True.
         anchors (str): ``'frozen'`` (from the source classifier, taken at the first step) or
             ``'live'`` (from the current classifier at every step, for methods that update it).
@@ -40,25 +50,38 @@ class STAG:
     def __init__(self,
                  weight: float = 1.0,
                  space: str = 'feature',
+                 gradient: str = 'entropy',
+                 weighting: str = 'none',
                  form: str = 'gram',
                  temperature: float = 1.0,
+                 anchor_temperature: float | None = None,
                  use_bias: bool = True,
                  anchors: str = 'frozen',
                  eps: float = 1e-12) -> None:
         if space not in SPACES:
             raise ValueError(f'STAG.space must be one of {SPACES}, got {space!r}')
+        if gradient not in GRADIENTS:
+            raise ValueError(f'STAG.gradient must be one of {GRADIENTS}, got {gradient!r}')
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f'STAG.weighting must be one of {WEIGHTINGS}, got {weighting!r}')
         if form not in FORMS:
             raise ValueError(f'STAG.form must be one of {FORMS}, got {form!r}')
         if anchors not in ANCHOR_MODES:
             raise ValueError(f'STAG.anchors must be one of {ANCHOR_MODES}, got {anchors!r}')
         if temperature <= 0:
             raise ValueError(f'STAG.temperature must be > 0, got {temperature}')
+        if anchor_temperature is not None and anchor_temperature <= 0:
+            raise ValueError(f'STAG.anchor_temperature must be > 0 or None, got '
+                             f'{anchor_temperature}')
         if weight < 0:
             raise ValueError(f'STAG.weight must be >= 0, got {weight}')
         self.weight = float(weight)
         self.space = space
+        self.gradient = gradient
+        self.weighting = weighting
         self.form = form
         self.temperature = float(temperature)
+        self.anchor_temperature = None if anchor_temperature is None else float(anchor_temperature)
         self.use_bias = use_bias
         self.anchor_mode = anchors
         self.eps = eps
@@ -72,9 +95,7 @@ class STAG:
         """``'STAG'``, with the options that differ from the defaults: ``'STAG(space=logit,
         weight=4)'``. Results files name regularizers this way."""
         defaults = self.defaults()
-        values = dict(weight=self.weight, space=self.space, form=self.form,
-                      temperature=self.temperature, use_bias=self.use_bias,
-                      anchors=self.anchor_mode)
+        values = self._options()
         diff = [f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}'
                 for k, v in values.items() if v != defaults[k]]
         return f'STAG({", ".join(diff)})' if diff else 'STAG'
@@ -86,10 +107,15 @@ class STAG:
         return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
                 if p.default is not inspect.Parameter.empty}
 
+    def _options(self) -> dict:
+        """The options that choose the loss (all of ``__init__``'s but ``eps``)."""
+        return dict(weight=self.weight, space=self.space, gradient=self.gradient,
+                    weighting=self.weighting, form=self.form, temperature=self.temperature,
+                    anchor_temperature=self.anchor_temperature, use_bias=self.use_bias,
+                    anchors=self.anchor_mode)
+
     def __repr__(self) -> str:
-        return (f'STAG(weight={self.weight}, space={self.space!r}, form={self.form!r}, '
-                f'temperature={self.temperature}, use_bias={self.use_bias}, '
-                f'anchors={self.anchor_mode!r})')
+        return f'STAG({", ".join(f"{k}={v!r}" for k, v in self._options().items())})'
 
     def __call__(self,
                  logits: Tensor,
@@ -114,7 +140,8 @@ class STAG:
         anchors = self._anchors_for(weight, bias)
         gram = self._gram_for(weight, anchors)
         loss, cos, used = stag_loss(logits, weight, anchors, features, mask, weights,
-                                    self.space, self.form, self.temperature, self.eps, gram)
+                                    self.space, self.form, self.temperature, self.eps, gram,
+                                    self.gradient, self.weighting)
         n_used = int(used.sum())
         stats = dict(stag_loss=float(loss.detach()),
                      stag_cos=float(cos.detach()[used].mean()) if n_used else float('nan'),
@@ -143,7 +170,8 @@ class STAG:
 
     def _anchors_for(self, weight: Tensor, bias: Tensor | None) -> Anchors:
         if self.anchors is None or self.anchor_mode == 'live':
-            self.anchors = compute_anchors(weight, bias, self.temperature, self.use_bias)
+            tau = self.temperature if self.anchor_temperature is None else self.anchor_temperature
+            self.anchors = compute_anchors(weight, bias, tau, self.use_bias, self.gradient)
         elif self.anchors.features.device != weight.device:
             self.anchors = Anchors(*(t.to(weight.device) for t in self.anchors))
         return self.anchors
