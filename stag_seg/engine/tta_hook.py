@@ -161,9 +161,10 @@ class STAGHook(TTAHook):
 
     Args:
         method (dict): The method STAG rides on.
-        **kwargs: STAG's options (``weight``, ``space``, ``form``, ``temperature``,
-            ``use_bias``, ``anchors``, ``eps``; :class:`stag_seg.stag.STAG`, whose defaults
-            apply to those not given) and :class:`TTAHook`'s other arguments.
+        **kwargs: STAG's options (``weight``, ``space``, ``gradient``, ``weighting``,
+            ``form``, ``temperature``, ``anchor_temperature``, ``use_bias``, ``anchors``,
+            ``eps``; :class:`stag_seg.stag.STAG`, whose defaults apply to those not given) and
+            :class:`TTAHook`'s other arguments.
     """
 
     def __init__(self, method: dict, **kwargs) -> None:

@@ -51,11 +51,15 @@ def entropy_and_grad(logits: Tensor, temperature: float = 1.0,
         of ``logits``). ``s`` is differentiable w.r.t. ``logits``; its entry at the predicted
         class is never positive.
     """
-    log_p = torch.log_softmax(logits / temperature, dim=dim)
+    log_p = torch.log_softmax(logits / temperature if temperature != 1 else logits, dim=dim)
     p = log_p.exp()
-    ent = -(p * log_p).sum(dim, keepdim=True)
-    grad = -(p * (log_p + ent)) / temperature
-    return ent.squeeze(dim), grad
+    neg_ent = (p * log_p).sum(dim, keepdim=True)
+    # -(p * (log p + H)) with H = -neg_ent, in as few operations (and autograd nodes) as
+    # possible: the same value, bit for bit, since negation is exact in floating point
+    grad = p * (neg_ent - log_p)
+    if temperature != 1:
+        grad = grad / temperature
+    return -neg_ent.squeeze(dim), grad
 
 
 def entropy_grad(logits: Tensor, temperature: float = 1.0, dim: int = 1) -> Tensor:

@@ -143,8 +143,10 @@ class STAG:
                                     self.space, self.form, self.temperature, self.eps, gram,
                                     self.gradient, self.weighting)
         n_used = int(used.sum())
+        # a masked sum, not cos[used]: boolean indexing costs a nonzero() and a copy per step
         stats = dict(stag_loss=float(loss.detach()),
-                     stag_cos=float(cos.detach()[used].mean()) if n_used else float('nan'),
+                     stag_cos=float((cos.detach() * used).sum()) / n_used if n_used
+                     else float('nan'),
                      stag_used=n_used / max(used.numel(), 1))
         return self.weight * loss, stats
 
@@ -181,9 +183,9 @@ class STAG:
         if self.space != 'feature' or self.form != 'gram':
             return None
         if weight.requires_grad:  # part of the graph: recompute so gradients reach W
-            return gram_matrices(weight, anchors)
+            return gram_matrices(weight, anchors, self.eps)
         key = (weight.data_ptr(), weight._version)
         if key != self._gram_key or anchors is not self._gram_anchors:
-            self._gram = gram_matrices(weight, anchors)
+            self._gram = gram_matrices(weight, anchors, self.eps)
             self._gram_key, self._gram_anchors = key, anchors
         return self._gram
