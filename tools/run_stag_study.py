@@ -1,0 +1,87 @@
+"""Run one phase of the pre-registered STAG study (docs/stag_study.md, "The study").
+
+    python tools/run_stag_study.py configs/benchmarks/stag-study.py benchmark [--out DIR]
+    python tools/run_stag_study.py configs/benchmarks/stag-study.py readings
+    python tools/run_stag_study.py configs/benchmarks/stag-study.py held_out
+
+Each phase reads what the one before chose from ``<out>/<phase>.json``, runs (or reads back)
+its runs under ``<out>/<phase>/`` and writes its summary: ``benchmark.json`` (the checks of
+each candidate and the chosen one), ``readings.json`` (the rule on every dev cell and the
+default), ``held_out.json`` (the default's changes, reported as they come out). Paths are
+relative to the repository root.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='one phase of the STAG study')
+    parser.add_argument('study', help='the study config, e.g. configs/benchmarks/stag-study.py')
+    parser.add_argument('phase', choices=['benchmark', 'readings', 'held_out'])
+    parser.add_argument('--out', help="the study's folder (default: the config's out)")
+    return parser.parse_args()
+
+
+def _read(out: str, name: str) -> dict:
+    import json
+    path = osp.join(out, f'{name}.json')
+    if not osp.isfile(path):
+        sys.exit(f'{path} not found: run the {name} phase first')
+    with open(path) as f:
+        return json.load(f)
+
+
+def main() -> None:
+    args = parse_args()
+    os.chdir(ROOT)
+    sys.path.insert(0, ROOT)
+    from mmengine.config import Config
+
+    import stag_seg  # noqa: F401  (registers the toolkit before the configs are built)
+    from stag_seg.engine.study import (benchmark_checks, plan_phase, reading_rule, run_phase,
+                                       write_summary)
+
+    study = Config.fromfile(args.study)
+    suite = Config.fromfile(study.suite)
+    out = args.out or study.out
+    candidate = default = None
+    if args.phase != 'benchmark':
+        candidate = _read(out, 'benchmark')['chosen']
+    if args.phase == 'held_out':
+        chosen = _read(out, 'readings')['default']
+        reading, weight = chosen.rsplit('-', 1)
+        default = (reading, float(weight))
+    runs = plan_phase(study, suite, args.phase, candidate, default)
+    print(f'{args.phase}: {len(runs)} runs' + (f', benchmark candidate {candidate}'
+                                               if candidate else ''), flush=True)
+    errors = run_phase(runs, osp.join(out, args.phase))
+    if args.phase == 'benchmark':
+        summary = benchmark_checks(study, errors)
+        for name, res in summary['candidates'].items():
+            print(f'\n{name} {dict(study.candidates[name])}: {res["passed"]} checks passed')
+            for check in res['checks']:
+                print(f'  {"pass" if check["passed"] else "FAIL"}  {check["check"]}: ' + ', '.join(
+                    f'{k}={v:.2f}' for k, v in check.items() if isinstance(v, float)))
+                for setting, w in check.get('settings', {}).items():
+                    print(f'        {setting}: Tent {w["tent_change"]:+.2f} ± {w["tent_se"]:.2f}, '
+                          f'SAR {w["sar_change"]:+.2f} ± {w["sar_se"]:.2f}')
+        print(f'\nchosen: {summary["chosen"]}')
+    else:
+        split = 'dev' if args.phase == 'readings' else 'held_out'
+        summary = reading_rule(study, errors, split)
+        for label, res in summary['candidates'].items():
+            harmed = [c for c, s in res['cells'].items() if s['harmful'] or s['too_spread']]
+            print(f'{label:20s} mean change {res["mean_change"]:+.2f}  '
+                  f'{"qualifies" if res["qualifies"] else "fails: " + ", ".join(harmed)}')
+        print(f'\ndefault: {summary["default"]} '
+              f'({"qualifies" if summary["qualified"] else "no candidate qualifies"})')
+    summary['errors'] = errors
+    print('written:', write_summary(out, args.phase, summary))
+
+
+if __name__ == '__main__':
+    main()
