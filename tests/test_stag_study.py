@@ -9,7 +9,7 @@ from mmengine.config import Config
 
 from stag_seg.datasets import CORRUPTIONS
 from stag_seg.engine.study import (benchmark_checks, paired_change, plan_phase, reading_rule,
-                                   run_phase, split_domains)
+                                   run_phase, split_domains, study_table)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -138,3 +138,23 @@ def test_a_phase_reads_back_the_runs_it_has_and_runs_the_others(study, suite, tm
     errors = run_phase(runs, str(tmp_path), runner, log=lambda _: None)
     assert errors == {runs[0].key: 12.5, runs[1].key: 31.0, runs[2].key: 32.0}
     assert calls == [str(tmp_path / r.key) for r in runs[1:]]
+
+
+def test_the_table_reads_every_runs_error_and_speed(study, tmp_path):
+    for phase, split in (('readings', 'dev'), ('held_out', 'held_out')):
+        for family in study.splits[split].families:
+            for setting in study.settings:
+                for method in study.base_methods:
+                    for label, errs in (('base', [20.0, 22.0, 24.0]),
+                                        ('logit-2', [19.0, 20.0, 24.0])):
+                        for seed, err in zip(study.splits[split].seeds, errs):
+                            d = tmp_path / phase / family / setting / method / label / f'seed{seed}'
+                            d.mkdir(parents=True)
+                            (d / 'tta_results.json').write_text(json.dumps(dict(
+                                mean_error=err, images_per_s=100.0 if label == 'base' else 90.0)))
+    table = study_table(study, str(tmp_path), 'logit-2').splitlines()
+    assert len(table) == 2 + 2 * 2 * 4 * 2
+    # changes -1, -2, 0: mean -1, SE 1/sqrt(3); the base's SE is 2/sqrt(3)
+    assert table[2] == ('| dev | gn | continual | tent | 22.00 ± 1.15 | 21.00 ± 1.53 | '
+                        '-1.00 ± 0.58 | 100 | 90 |')
+    assert table[-1].startswith('| held_out | vit | mixed | sar |')

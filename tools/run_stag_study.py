@@ -3,11 +3,13 @@
     python tools/run_stag_study.py configs/benchmarks/stag-study.py benchmark [--out DIR]
     python tools/run_stag_study.py configs/benchmarks/stag-study.py readings
     python tools/run_stag_study.py configs/benchmarks/stag-study.py held_out
+    python tools/run_stag_study.py configs/benchmarks/stag-study.py table
 
 Each phase reads what the one before chose from ``<out>/<phase>.json``, runs (or reads back)
 its runs under ``<out>/<phase>/`` and writes its summary: ``benchmark.json`` (the checks of
 each candidate and the chosen one), ``readings.json`` (the rule on every dev cell and the
-default), ``held_out.json`` (the default's changes, reported as they come out). Paths are
+default), ``held_out.json`` (the default's changes, reported as they come out); ``table``
+writes ``table.md``, the "Where STAG helps" table of the dev and held-out runs. Paths are
 relative to the repository root.
 """
 import argparse
@@ -21,7 +23,7 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='one phase of the STAG study')
     parser.add_argument('study', help='the study config, e.g. configs/benchmarks/stag-study.py')
-    parser.add_argument('phase', choices=['benchmark', 'readings', 'held_out'])
+    parser.add_argument('phase', choices=['benchmark', 'readings', 'held_out', 'table'])
     parser.add_argument('--out', help="the study's folder (default: the config's out)")
     return parser.parse_args()
 
@@ -43,11 +45,17 @@ def main() -> None:
 
     import stag_seg  # noqa: F401  (registers the toolkit before the configs are built)
     from stag_seg.engine.study import (benchmark_checks, plan_phase, reading_rule, run_phase,
-                                       write_summary)
+                                       study_table, write_summary)
 
     study = Config.fromfile(args.study)
     suite = Config.fromfile(study.suite)
     out = args.out or study.out
+    if args.phase == 'table':
+        table = study_table(study, out, _read(out, 'readings')['default'])
+        with open(osp.join(out, 'table.md'), 'w') as f:
+            f.write(table)
+        print(table + '\nwritten: ' + osp.join(out, 'table.md'))
+        return
     candidate = default = None
     if args.phase != 'benchmark':
         candidate = _read(out, 'benchmark')['chosen']

@@ -30,7 +30,7 @@ from .benchmark import OPTIONAL_PARTS, run_config
 from .run_config import build_config
 
 __all__ = ['PHASES', 'StudyRun', 'benchmark_checks', 'paired_change', 'plan_phase',
-           'reading_rule', 'run_phase', 'split_domains']
+           'reading_rule', 'run_phase', 'split_domains', 'study_table']
 
 PHASES = ('benchmark', 'readings', 'held_out')
 
@@ -243,3 +243,52 @@ def write_summary(out: str, name: str, summary: dict) -> str:
     with open(path, 'w') as f:
         json.dump(summary, f, indent=1)
     return path
+
+
+def study_table(study: Config, out: str, default: str,
+                phases: Sequence[tuple[str, str]] = (('readings', 'dev'),
+                                                     ('held_out', 'held_out'))) -> str:
+    """The "Where STAG helps" table: per split, family, setting and base method, the base's
+    and the default's error (mean ± SE over the split's seeds), the paired change and the
+    images/s of each, read from the runs' results under ``<out>/<phase>/``.
+
+    Args:
+        study (Config): The study config.
+        out (str): The study's folder.
+        default (str): The default's label (``'feature-2'``).
+        phases (Sequence[tuple]): ``(phase, split)`` pairs, in the table's order.
+
+    Returns:
+        str: A markdown table.
+    """
+    lines = ['| split | family | setting | method | error | + STAG | change | images/s | '
+             '+ STAG images/s |', '|---|---|---|---|---:|---:|---:|---:|---:|']
+    for phase, split in phases:
+        seeds = study.splits[split].seeds
+        for family in study.splits[split].families:
+            for setting in study.settings:
+                for method in study.base_methods:
+                    docs = {}
+                    for label in ('base', default):
+                        docs[label] = []
+                        for seed in seeds:
+                            path = osp.join(out, phase, family, setting, method, label,
+                                            f'seed{seed}', 'tta_results.json')
+                            if not osp.isfile(path):
+                                raise FileNotFoundError(f'{path}: run the {phase} phase first')
+                            with open(path) as f:
+                                docs[label].append(json.load(f))
+                    base = [d['mean_error'] for d in docs['base']]
+                    new = [d['mean_error'] for d in docs[default]]
+                    change, se = paired_change(new, base)
+                    cells = [_mean_se(base), _mean_se(new), f'{change:+.2f} ± {se:.2f}',
+                             f"{statistics.fmean(d['images_per_s'] for d in docs['base']):.0f}",
+                             f"{statistics.fmean(d['images_per_s'] for d in docs[default]):.0f}"]
+                    lines.append(f'| {split} | {family} | {setting} | {method} | '
+                                 + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def _mean_se(values: Sequence[float]) -> str:
+    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    return f'{statistics.fmean(values):.2f} ± {se:.2f}'
