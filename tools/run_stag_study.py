@@ -25,6 +25,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('study', help='the study config, e.g. configs/benchmarks/stag-study.py')
     parser.add_argument('phase', choices=['benchmark', 'readings', 'held_out', 'table'])
     parser.add_argument('--out', help="the study's folder (default: the config's out)")
+    parser.add_argument('--shard', default='0/1', metavar='K/N',
+                        help='run only every N-th run from the K-th (several processes share a '
+                             'phase); the summary is written once every run has its results')
     return parser.parse_args()
 
 
@@ -66,7 +69,19 @@ def main() -> None:
     runs = plan_phase(study, suite, args.phase, candidate, default)
     print(f'{args.phase}: {len(runs)} runs' + (f', benchmark candidate {candidate}'
                                                if candidate else ''), flush=True)
-    errors = run_phase(runs, osp.join(out, args.phase))
+    try:
+        shard, shards = (int(v) for v in args.shard.split('/'))
+        assert 0 <= shard < shards
+    except (ValueError, AssertionError):
+        sys.exit(f'--shard takes K/N with 0 <= K < N, got {args.shard!r}')
+    run_phase(runs[shard::shards], osp.join(out, args.phase))
+    missing = [r.key for r in runs
+               if not osp.isfile(osp.join(out, args.phase, r.key, 'tta_results.json'))]
+    if missing:
+        print(f'{len(missing)} runs of the phase have no results yet (other shards?); '
+              'the summary is written by the run that finds them all')
+        return
+    errors = run_phase(runs, osp.join(out, args.phase), log=lambda _: None)
     if args.phase == 'benchmark':
         summary = benchmark_checks(study, errors)
         for name, res in summary['candidates'].items():
