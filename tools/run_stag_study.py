@@ -102,6 +102,23 @@ def main() -> None:
                   f'{"qualifies" if res["qualifies"] else "fails: " + ", ".join(harmed)}')
         print(f'\ndefault: {summary["default"]} '
               f'({"qualifies" if summary["qualified"] else "no candidate qualifies"})')
+        labels = list(summary['candidates'])
+        cells = list(summary['candidates'][labels[0]]['cells'])
+        print('\nchange against the base (error points, mean over seeds ± SE; ! harmful beyond '
+              'noise, ~ spread above the limit)\n')
+        print('| cell | ' + ' | '.join(labels) + ' |')
+        print('|---|' + '---:|' * len(labels))
+        for cell in cells:
+            marks = []
+            for label in labels:
+                c = summary['candidates'][label]['cells'][cell]
+                flag = ('!' if c['harmful'] else '') + ('~' if c['too_spread'] else '')
+                marks.append(f'{c["change"]:+.2f} ± {c["se"]:.2f}{flag}')
+            print(f'| {cell} | ' + ' | '.join(marks) + ' |')
+        print('| mean | ' + ' | '.join(
+            f'{summary["candidates"][lb]["mean_change"]:+.2f}' for lb in labels) + ' |')
+        print('| qualifies | ' + ' | '.join(
+            'yes' if summary['candidates'][lb]['qualifies'] else 'no' for lb in labels) + ' |')
     summary['errors'] = errors
     print('written:', write_summary(out, args.phase, summary))
 
