@@ -302,6 +302,19 @@ def test_the_learning_rate_at_batch_size_1_follows_each_methods_rule(family, at_
         _suite_config('tent', 'batch1', options={'lr_scaling.at_2': 2.0})
 
 
+def test_options_of_the_first_regularizer_reach_the_stag_runs_alone(at_root):
+    # the former default reading, for every STAG run of a table; the plain runs have no
+    # regularizer to change and are left as they are
+    options = {'model.tta_method.regularizers.0.weighting': 'none',
+               'model.tta_method.regularizers.0.weight': 1.0}
+    for name in ('tent_stag', 'sar_stag', 'eata_stag_fisher'):
+        stag, = _suite_config(name, 'continual', options=options).model.tta_method.regularizers
+        assert stag == dict(type='STAG', weighting='none', weight=1.0), name
+    assert _suite_config('tent', 'continual', options=options).model.tta_method.regularizers == []
+    assert 'regularizers' not in _suite_config('source', 'continual',
+                                               options=options).model.tta_method
+
+
 def test_the_seed_of_the_run_is_the_seed_of_its_stream(at_root):
     cfg = build_config(CONFIG.format('tent'), [SETTINGS.format('batch1')],
                        {'randomness.seed': 5})
@@ -509,6 +522,19 @@ def test_the_runner_writes_the_digits_c_table_from_two_results(tmp_path, at_root
     with pytest.raises(SuiteError, match=r"--settings 'wild' is not in the suite; choose from "
                                          'continual, label_shift, batch1, mixed'):
         run_suite(str(suite), out=str(out), settings=['wild'], reuse=True)
+
+
+def test_the_long_demo_suite_is_the_demo_suite_over_ten_rounds(at_root):
+    long, demo = (load_suite(osp.join(ROOT, f'configs/benchmarks/{name}.py'))
+                  for name in ('demo-long', 'demo'))
+    assert long.rows == demo.rows and long.out != demo.out
+    for suite, rounds in ((long, 10), (demo, 3)):
+        run, = plan_runs(suite, [dict(label='Tent', plain='tent')], 'out', ['stream'], None,
+                         None)
+        cfg = build_run_config(suite, run)
+        assert cfg.test_cfg.rounds == rounds
+        assert cfg.test_cfg.domains == ['fog', 'night', 'rain', 'snow']
+        assert not cfg.test_cfg.progress
 
 
 def test_the_runner_writes_the_demo_table_from_two_results(tmp_path, at_root):

@@ -41,8 +41,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--out', help='output folder (default: the suite\'s out)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                         help='override keys of every run\'s config, after its overlays; keys '
-                        'under model.adapt_optim_wrapper and model.tta_method.fisher_data '
-                        'apply to the runs that have them')
+                        'under model.adapt_optim_wrapper, model.tta_method.fisher_data and '
+                        'model.tta_method.regularizers.0 (STAG\'s options) apply to the runs '
+                        'that have them')
     return parser.parse_args()
 
 

@@ -25,7 +25,8 @@ A suite is a config file (``configs/benchmarks/*.py``) with these keys:
   (``{name: dict(key=DOTTED_KEY, setting=None)}``, read from the first row's config).
 
 Options under :data:`OPTIONAL_PARTS` apply only to the runs whose config has that part (Source
-has no optimizer; only the Fisher configs have Fisher data).
+has no optimizer; only the Fisher configs have Fisher data; only the STAG configs have a first
+regularizer, so ``model.tta_method.regularizers.0.weight=1.0`` changes STAG's options alone).
 """
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ __all__ = ['OPTIONAL_PARTS', 'Run', 'SuiteError', 'build_run_config', 'load_suit
            'rounds_table', 'run_config', 'run_suite', 'select_rows', 'settings_table']
 
 #: Option keys that apply only to the runs whose config has them.
-OPTIONAL_PARTS = ('model.adapt_optim_wrapper', 'model.tta_method.fisher_data')
+OPTIONAL_PARTS = ('model.adapt_optim_wrapper', 'model.tta_method.fisher_data',
+                  'model.tta_method.regularizers.0')
 #: The tables a suite can ask for.
 TABLES = ('settings', 'rounds')
 _REQUIRED = ('table', 'config_path', 'rows', 'settings', 'work_dir')

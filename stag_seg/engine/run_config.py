@@ -185,12 +185,16 @@ def prepare_config(cfg: Config) -> Config:
 
 
 def _has(cfg: dict, key: str) -> bool:
-    """Whether the dotted ``key`` exists in ``cfg``."""
+    """Whether the dotted ``key`` exists in ``cfg``; a number indexes a list, as in
+    ``--cfg-options model.tta_method.regularizers.0.weight=...``."""
     node = cfg
     for part in key.split('.'):
-        if not isinstance(node, dict) or part not in node:
+        if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
             return False
-        node = node[part]
     return True
 
 
