@@ -1,6 +1,7 @@
-# Entry point: Cityscapes->ACDC continual adaptation with Tent + STAG, the recommended reading
-# (logit space, lambda 4; configs/acdc/segformer-b5_tent_stag.py has the default reading).
+# Entry point: Cityscapes->ACDC continual adaptation with Tent + STAG in its default reading
+# (the pre-registered study's choice, docs/stag_study.md; the logit reading, lambda 4, is
+# configs/acdc/segformer-b5_tent_stag_logit.py).
 # Checkpoint: NVlabs/CoTTA SegFormer-B5, converted by tools/convert_nvlabs_segformer.py.
 #   python tools/test_tta.py configs/acdc_segformer_stag.py CHECKPOINT
 #   (--cfg-options test_cfg.rounds=3 for the three-round protocol of later papers)
-_base_ = ['./acdc/segformer-b5_tent_stag_logit.py']
+_base_ = ['./acdc/segformer-b5_tent_stag.py']

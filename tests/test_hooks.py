@@ -179,8 +179,8 @@ def test_stag_hook_is_a_tta_hook_with_stag_first():
     # the options not given keep STAG's own defaults, written once, in its signature
     assert (stag.weight, stag.space, stag.form, stag.temperature, stag.use_bias,
             stag.anchor_mode) == (2.0, 'logit', 'gram', 1.0, True, 'frozen')
-    assert STAG.defaults() == dict(weight=1.0, space='feature', gradient='entropy',
-                                   weighting='none', form='gram', temperature=1.0,
+    assert STAG.defaults() == dict(weight=0.5, space='feature', gradient='entropy',
+                                   weighting='entropy', form='gram', temperature=1.0,
                                    anchor_temperature=None, use_bias=True, anchors='frozen',
                                    eps=1e-12)
 

@@ -199,7 +199,8 @@ def test_gram_cache_is_refreshed_when_the_classifier_changes_in_place():
     with torch.no_grad():
         weight[0].mul_(-2.0)  # in place: same storage, new version
     second, _ = reg(logits, weight)
-    fresh = stag_loss(logits, weight, reg.anchors)[0]  # the same frozen anchors, no cache
+    # the same frozen anchors, no cache
+    fresh = reg.weight * stag_loss(logits, weight, reg.anchors, weighting=reg.weighting)[0]
     torch.testing.assert_close(second, fresh)
     assert not torch.allclose(first, second)
 

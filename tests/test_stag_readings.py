@@ -114,17 +114,18 @@ def test_anchor_temperature_softens_the_prototypes_and_only_the_anchors():
     loss, _ = reg(logits, weight, bias)
     expected = compute_anchors(weight, bias, 5.0)
     torch.testing.assert_close(reg.anchors.features, expected.features)
-    torch.testing.assert_close(loss, stag_loss(logits, weight, expected, temperature=1.0)[0])
+    plain, _, _ = stag_loss(logits, weight, expected, temperature=1.0, weighting=reg.weighting)
+    torch.testing.assert_close(loss, reg.weight * plain)
     sharp = compute_anchors(weight, bias, 1.0)
     assert float(expected.entropy.mean()) > float(sharp.entropy.mean())
 
 
 def test_the_readings_are_options_with_a_name_and_clear_errors():
     assert STAG.defaults()['gradient'] == 'entropy'
-    assert STAG.defaults()['weighting'] == 'none'
+    assert STAG.defaults()['weighting'] == 'entropy'
     assert STAG.defaults()['anchor_temperature'] is None
-    assert STAG(gradient='cross_entropy', weighting='entropy').name == \
-        'STAG(gradient=cross_entropy, weighting=entropy)'
+    assert STAG(gradient='cross_entropy', weighting='none').name == \
+        'STAG(gradient=cross_entropy, weighting=none)'
     assert STAG(anchor_temperature=4).name == 'STAG(anchor_temperature=4)'
     with pytest.raises(ValueError, match="STAG.gradient must be one of .* got 'ce'"):
         STAG(gradient='ce')

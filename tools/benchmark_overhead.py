@@ -86,7 +86,8 @@ def _build(variant: str, device: str):
     if 'AutogradSTAG' not in TTA_REGULARIZERS:
         @TTA_REGULARIZERS.register_module()
         class AutogradSTAG(STAG):
-            """STAG's feature-space loss with dH/dz from autograd instead of the closed form."""
+            """STAG's feature-space loss, unweighted, with dH/dz from autograd instead of the
+            closed form (its cost: the double backward)."""
 
             def __call__(self, logits, weight, bias=None, features=None, mask=None,
                          weights=None):

@@ -29,11 +29,13 @@ benchmark_runs = dict(
     gn=dict(continual=['source', 'tent', 'sar'], label_shift=['source', 'tent', 'sar'],
             batch1=['source', 'tent', 'sar'], mixed=['source', 'tent', 'sar']))
 base_methods = ['tent', 'sar']
+# every option that a reading differs in is written out, so that the grid does not follow
+# STAG's defaults (which the study chose: h_weighted)
 readings = dict(
-    feature=dict(space='feature'),
-    logit=dict(space='logit'),
+    feature=dict(space='feature', weighting='none'),
+    logit=dict(space='logit', weighting='none'),
     h_weighted=dict(space='feature', weighting='entropy'),
-    cross_entropy=dict(space='feature', gradient='cross_entropy'))
+    cross_entropy=dict(space='feature', gradient='cross_entropy', weighting='none'))
 weights = [0.5, 2.0]
 # the rule: a harmful change within `noise_se` standard errors of zero; a spread over seeds at
 # most `spread_ratio` times the base's, the base's floored at `spread_floor` error points

@@ -1,3 +1,3 @@
-# The embedded benchmark with Tent + STAG in the default reading (feature space, lambda 1).
+# The embedded benchmark with Tent + STAG in its default reading (configs/_base_/tta/stag.py).
 _base_ = ['./segformer-mit-b0_tent.py', '../_base_/tta/stag.py']
 model = dict(tta_method=dict(regularizers=[{{_base_.stag}}]))

@@ -1,3 +1,3 @@
-# Digits-C with SAR + STAG (default reading: feature space, lambda 1).
+# Digits-C with SAR + STAG (its default reading).
 _base_ = ['./small-convnet_sar.py', '../_base_/tta/stag.py']
 model = dict(tta_method=dict(regularizers=[{{_base_.stag}}]))

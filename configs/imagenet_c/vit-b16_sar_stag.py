@@ -1,3 +1,3 @@
-# ImageNet-C continual, ViT-B/16: SAR + STAG (feature space, lambda 1).
+# ImageNet-C continual, ViT-B/16: SAR + STAG (its default reading).
 _base_ = ['./vit-b16_sar.py', '../_base_/tta/stag.py']
 model = dict(tta_method=dict(regularizers=[{{_base_.stag}}]))

@@ -21,19 +21,22 @@ ANCHOR_MODES = ('frozen', 'live')
 class STAG:
     """Structural Test-time Alignment of Gradients.
 
-    Adds ``weight * mean(1 - cos(dH/dz, a_y))`` over the positions the baseline method selected,
-    computed from forward-pass quantities only (one backward pass for the whole step). The
-    options other than ``weight`` choose the reading (docs/design.md, "STAG").
+    Adds ``weight * mean(u * (1 - cos(dH/dz, a_y)))`` over the positions the baseline method
+    selected, computed from forward-pass quantities only (one backward pass for the whole step);
+    ``u`` is the position's detached ``H / ln C`` by default (``weighting``). The options other
+    than ``weight`` choose the reading (docs/design.md, "STAG"). The defaults, the entropy-weighted
+    feature reading with ``weight=0.5``, are the pre-registered study's choice
+    (docs/stag_study.md); no reading it tried qualified under its rule.
 
     Args:
-        weight (float): lambda, the loss weight. Defaults to 1.0.
+        weight (float): lambda, the loss weight. Defaults to 0.5.
         space (str): Where the gradients are compared: ``'feature'``, ``'logit'`` or
             ``'weight'`` (docs/design.md, "STAG"). Defaults to ``'feature'``.
         gradient (str): The logit gradient aligned: ``'entropy'`` (``dH/dl``) or
             ``'cross_entropy'`` (``p - e_y``, the predicted class's cross entropy, whose
             direction does not depend on the confidence). Defaults to ``'entropy'``.
         weighting (str): ``'none'``, or ``'entropy'``: each position's term times its detached
-            normalised entropy ``H / ln C``. Defaults to ``'none'``.
+            normalised entropy ``H / ln C``. Defaults to ``'entropy'``.
         form (str): ``'gram'`` (C-dimensional per position) or ``'explicit'`` (builds the
             gradients; for checking). Defaults to ``'gram'``.
         temperature (float): Softmax temperature tau. Defaults to 1.0.
@@ -48,10 +51,10 @@ class STAG:
     """
 
     def __init__(self,
-                 weight: float = 1.0,
+                 weight: float = 0.5,
                  space: str = 'feature',
                  gradient: str = 'entropy',
-                 weighting: str = 'none',
+                 weighting: str = 'entropy',
                  form: str = 'gram',
                  temperature: float = 1.0,
                  anchor_temperature: float | None = None,
