@@ -4,7 +4,7 @@ Add to a stock MMSeg or mmpretrain config::
 
     custom_imports = dict(imports=['stag_seg'], allow_failed_imports=False)
     custom_hooks = [dict(type='STAGHook', method=dict(type='Tent'),
-                         optim_wrapper=dict(optimizer=dict(type='Adam', lr=1e-4)), weight=1.0)]
+                         optim_wrapper=dict(optimizer=dict(type='Adam', lr=1e-4)))]
 
 and run the stock test flow (``Runner.from_cfg(cfg).test()``, i.e. ``tools/test.py``).
 """
@@ -155,9 +155,9 @@ class TTAHook(Hook):
 class STAGHook(TTAHook):
     """A :class:`TTAHook` whose regularizers include STAG, configured inline.
 
-    ``dict(type='STAGHook', method=dict(type='Tent'), weight=1.0)`` equals
+    ``dict(type='STAGHook', method=dict(type='Tent'), weight=2.0)`` equals
     ``dict(type='TTAHook', method=dict(type='Tent'), regularizers=[dict(type='STAG',
-    weight=1.0)])``.
+    weight=2.0)])``; the options not given keep STAG's defaults.
 
     Args:
         method (dict): The method STAG rides on.
