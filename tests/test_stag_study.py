@@ -9,7 +9,7 @@ from mmengine.config import Config
 
 from stag_seg.datasets import CORRUPTIONS
 from stag_seg.engine.study import (benchmark_checks, paired_change, plan_phase, reading_rule,
-                                   run_phase, split_domains, study_table)
+                                   rule_table, run_phase, split_domains, study_table)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -100,6 +100,12 @@ def test_the_rule_refuses_harm_beyond_noise_and_excess_spread(study):
     del values['c-1']
     result = reading_rule(study, _grid(cells, values))
     assert result['default'] == 'a-1' and not result['qualified']
+    # the table the tool prints: b's first cell changes by -3, -1, +1 (SE 2 / sqrt(3))
+    assert rule_table(result).splitlines() == [
+        '| cell | a-1 | b-1 |', '|---|---:|---:|',
+        '| gn/continual/tent | -5.00 ± 0.00 | -1.00 ± 1.15~ |',
+        '| gn/mixed/sar | +1.00 ± 0.00! | -1.00 ± 0.00 |',
+        '| mean | -2.00 | -1.00 |', '| qualifies | no | no |']
 
 
 def _bench(name, table):

@@ -47,8 +47,8 @@ def main() -> None:
     from mmengine.config import Config
 
     import stag_seg  # noqa: F401  (registers the toolkit before the configs are built)
-    from stag_seg.engine.study import (benchmark_checks, plan_phase, reading_rule, run_phase,
-                                       study_table, write_summary)
+    from stag_seg.engine.study import (benchmark_checks, plan_phase, reading_rule, rule_table,
+                                       run_phase, study_table, write_summary)
 
     study = Config.fromfile(args.study)
     suite = Config.fromfile(study.suite)
@@ -102,23 +102,9 @@ def main() -> None:
                   f'{"qualifies" if res["qualifies"] else "fails: " + ", ".join(harmed)}')
         print(f'\ndefault: {summary["default"]} '
               f'({"qualifies" if summary["qualified"] else "no candidate qualifies"})')
-        labels = list(summary['candidates'])
-        cells = list(summary['candidates'][labels[0]]['cells'])
         print('\nchange against the base (error points, mean over seeds ± SE; ! harmful beyond '
               'noise, ~ spread above the limit)\n')
-        print('| cell | ' + ' | '.join(labels) + ' |')
-        print('|---|' + '---:|' * len(labels))
-        for cell in cells:
-            marks = []
-            for label in labels:
-                c = summary['candidates'][label]['cells'][cell]
-                flag = ('!' if c['harmful'] else '') + ('~' if c['too_spread'] else '')
-                marks.append(f'{c["change"]:+.2f} ± {c["se"]:.2f}{flag}')
-            print(f'| {cell} | ' + ' | '.join(marks) + ' |')
-        print('| mean | ' + ' | '.join(
-            f'{summary["candidates"][lb]["mean_change"]:+.2f}' for lb in labels) + ' |')
-        print('| qualifies | ' + ' | '.join(
-            'yes' if summary['candidates'][lb]['qualifies'] else 'no' for lb in labels) + ' |')
+        print(rule_table(summary))
     summary['errors'] = errors
     print('written:', write_summary(out, args.phase, summary))
 

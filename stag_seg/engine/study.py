@@ -30,7 +30,7 @@ from .benchmark import OPTIONAL_PARTS, run_config
 from .run_config import build_config
 
 __all__ = ['PHASES', 'StudyRun', 'benchmark_checks', 'paired_change', 'plan_phase',
-           'reading_rule', 'run_phase', 'split_domains', 'study_table']
+           'reading_rule', 'rule_table', 'run_phase', 'split_domains', 'study_table']
 
 PHASES = ('benchmark', 'readings', 'held_out')
 
@@ -234,6 +234,28 @@ def reading_rule(study: Config, errors: dict[str, float], split: str = 'dev') ->
     pool = qualifying or labels
     default = min(pool, key=lambda lb: result[lb]['mean_change']) if pool else None
     return dict(candidates=result, default=default, qualified=bool(qualifying))
+
+
+def rule_table(summary: dict) -> str:
+    """The markdown table of :func:`reading_rule`'s result: per cell and candidate, the change
+    ± SE, ``!`` where harmful beyond noise and ``~`` where too spread; then the mean change and
+    whether the candidate qualifies."""
+    candidates = summary['candidates']
+    labels = list(candidates)
+    cells = list(candidates[labels[0]]['cells']) if labels else []
+    lines = ['| cell | ' + ' | '.join(labels) + ' |', '|---|' + '---:|' * len(labels)]
+    for cell in cells:
+        marks = []
+        for label in labels:
+            c = candidates[label]['cells'][cell]
+            flag = ('!' if c['harmful'] else '') + ('~' if c['too_spread'] else '')
+            marks.append(f'{c["change"]:+.2f} ± {c["se"]:.2f}{flag}')
+        lines.append(f'| {cell} | ' + ' | '.join(marks) + ' |')
+    lines.append('| mean | ' + ' | '.join(f'{candidates[lb]["mean_change"]:+.2f}'
+                                         for lb in labels) + ' |')
+    lines.append('| qualifies | ' + ' | '.join('yes' if candidates[lb]['qualifies'] else 'no'
+                                              for lb in labels) + ' |')
+    return '\n'.join(lines)
 
 
 def write_summary(out: str, name: str, summary: dict) -> str:
