@@ -5,13 +5,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stag_seg-installed
 DEMO_DATA := data/synthetic_acdc
+# the same scenes under conditions calibrated to ACDC (configs/benchmarks/demo-calibrated.py)
+CALIBRATED_DATA := data/synthetic_acdc_calibrated
+CALIBRATED_SEVERITY := fog=0.2 night=1.0 rain=0.8 snow=0.6
 DEMO_OUT := work_dirs/demo
 DIGITS := data/digits
 DIGITS_C := data/digits_c
 # make demo-cls over one seed by default (36 runs); SEEDS='0 1 2' makes the README's tables
 SEEDS ?= 0
 
-.PHONY: install test lint demo demo-data demo-cls demo-cls-data demo-table docs-figures soak benchmark \
+.PHONY: install test lint demo demo-data demo-data-calibrated calibrate demo-cls demo-cls-data demo-table docs-figures soak benchmark \
 	benchmark-scaling mmcv-full clean-demo wheel check-wheel resolver-check test-onedl
 
 install: $(STAMP)
@@ -34,6 +37,19 @@ lint: install
 demo-data: install
 	@test -f $(DEMO_DATA)/meta.json || \
 		$(PY) tools/make_synthetic_acdc.py --out $(DEMO_DATA) --num-target 100
+
+# The target stream only (no source split), each condition at the severity that
+# tools/calibrate_severity.py chose (make calibrate); the suite configs/benchmarks/demo-calibrated.py
+demo-data-calibrated: install
+	@test -f $(CALIBRATED_DATA)/meta.json || \
+		$(PY) tools/make_synthetic_acdc.py --out $(CALIBRATED_DATA) --num-target 100 \
+			--num-source-train 0 --num-source-val 0 --severity $(CALIBRATED_SEVERITY)
+
+# The source model's share of its clean mIoU per condition and severity, on the conditions'
+# val scenes, and the severity nearest ACDC's share per condition (about 5 minutes)
+calibrate: install
+	$(PY) tools/calibrate_severity.py configs/demo/segformer-mit-b0_source.py \
+		--out work_dirs/calibrate
 
 # Source, Tent and Tent+STAG (default and logit readings) on the embedded synthetic
 # Cityscapes->ACDC stream (4 conditions x 100 images x 3 rounds, batch size 1), side by side,

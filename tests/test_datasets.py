@@ -1,4 +1,5 @@
 """Synthetic scenes, ACDC weather, the benchmark generator and the ACDC dataset."""
+import json
 import os
 import os.path as osp
 import re
@@ -16,8 +17,10 @@ from mmseg.datasets import CityscapesDataset
 from mmseg.registry import DATASETS, TRANSFORMS
 
 from stag_seg.datasets import ACDCDataset
-from stag_seg.datasets.generators import (CONDITIONS, SCENE_CLASSES, SKY_DEPTH, apply_condition,
+from stag_seg.datasets.generators import (ACDC_RETAINED, CONDITIONS, SCENE_CLASSES, SKY_DEPTH,
+                                          apply_condition, calibration_tasks, choose_severity,
                                           fog, parse_severity, render_scene, write_synthetic_acdc)
+from stag_seg.datasets.generators.synthetic_acdc import run_tasks
 
 ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION, TERRAIN, SKY, PERSON, CAR = (0, 1, 2, 5, 7, 8, 9,
                                                                             10, 11, 13)
@@ -271,6 +274,48 @@ def test_severity_option_takes_one_value_or_per_condition_values():
         parse_severity(['0'], list(CONDITIONS))
 
 
+def test_calibration_renders_the_val_scenes_of_the_generator_and_the_same_scenes_clean(tmp_path):
+    small = dict(seed=3, height=32, width=64, frames_per_sequence=2)
+    write_synthetic_acdc(str(tmp_path / 'gen'), workers=1, num_source_train=2, num_source_val=2,
+                         num_target=2, num_target_val=2, severity=dict.fromkeys(CONDITIONS, 0.7),
+                         **small)
+    run_tasks(calibration_tasks(['night', 'snow'], 2, 0.7, **small), str(tmp_path / 'cal'), 1)
+    run_tasks(calibration_tasks(['night', 'snow'], 2, None, **small), str(tmp_path / 'clean'), 1)
+    files = _files(tmp_path / 'cal')
+    assert files == [f for f in _files(tmp_path / 'gen') if re.search('(night|snow)/val/', f)]
+    assert len(files) == 8
+    # none of them is a scene the generator shows elsewhere (the stream, the source splits)
+    labels = [f for f in _files(tmp_path / 'gen') if 'label' in f and f.endswith('.png')]
+    for f in files:
+        if 'label' in f:
+            mine = (tmp_path / 'cal' / f).read_bytes()
+            assert [g for g in labels if (tmp_path / 'gen' / g).read_bytes() == mine] == [f]
+    assert files == _files(tmp_path / 'clean')
+    for f in files:
+        assert (tmp_path / 'cal' / f).read_bytes() == (tmp_path / 'gen' / f).read_bytes(), f
+    task = calibration_tasks(['snow'], 1, None, **small)[0]
+    rgb, label, _ = render_scene(np.random.default_rng(task.seed), 32, 64)
+    clean = cv2.imread(str(tmp_path / 'clean' / task.img_path))[..., ::-1]
+    weathered = cv2.imread(str(tmp_path / 'cal' / task.img_path))[..., ::-1]
+    np.testing.assert_array_equal(clean, rgb)
+    assert np.abs(weathered.astype(int) - rgb).mean() > 5
+    np.testing.assert_array_equal(
+        cv2.imread(str(tmp_path / 'clean' / task.label_path), cv2.IMREAD_UNCHANGED), label)
+
+
+def test_choose_severity_takes_the_share_nearest_the_target_and_the_milder_on_a_tie():
+    clean = {'fog': 60.0, 'night': 50.0}
+    measured = {0.2: {'fog': 54.0, 'night': 45.0}, 0.5: {'fog': 45.0, 'night': 35.0},
+                1.0: {'fog': 30.0, 'night': 25.0}}
+    # fog keeps 0.9, 0.75, 0.5; night keeps 0.9, 0.7, 0.5
+    choice = choose_severity(clean, measured, {'fog': 0.8, 'night': 0.6})
+    assert choice['fog'] == dict(severity=0.5, retained=0.75, target=0.8)
+    assert choice['night']['severity'] == 0.5  # 0.1 from 0.7 and from 0.5: the milder
+    assert choose_severity(clean, measured, {'night': 0.2})['night']['severity'] == 1.0
+    assert ACDC_RETAINED['night'] == pytest.approx(40.3 / 82.4)
+    assert min(ACDC_RETAINED, key=ACDC_RETAINED.get) == 'night'
+
+
 def test_the_command_line_writes_what_the_generator_writes(tmp_path):
     args = dict(TINY, conditions=['night'], seed=2, severity={'night': 0.5})
     write_synthetic_acdc(str(tmp_path / 'lib'), workers=1, **args)
@@ -407,3 +452,12 @@ def test_acdc_dataset_names_an_empty_condition_folder(tree_copy):
     with pytest.raises(ValueError, match=f"'snow': no \\*_rgb_anon.png image under "
                        f'{re.escape(str(folder))}'):
         ACDCDataset(condition='snow', data_root=str(tree_copy))
+
+
+def test_the_calibrated_stream_is_made_at_the_severities_the_calibration_chose():
+    with open(osp.join(REPO, 'docs', 'calibration.json')) as f:
+        choice = json.load(f)['choice']
+    with open(osp.join(REPO, 'Makefile')) as f:
+        line, = [x for x in f if x.startswith('CALIBRATED_SEVERITY :=')]
+    made = parse_severity(line.split(':=')[1].split(), list(CONDITIONS))
+    assert made == {cond: choice[cond]['severity'] for cond in CONDITIONS}

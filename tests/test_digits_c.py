@@ -537,6 +537,20 @@ def test_the_long_demo_suite_is_the_demo_suite_over_ten_rounds(at_root):
         assert not cfg.test_cfg.progress
 
 
+def test_the_calibrated_demo_suite_is_the_demo_suite_on_the_calibrated_stream(at_root):
+    calibrated, demo = (load_suite(osp.join(ROOT, f'configs/benchmarks/{name}.py'))
+                        for name in ('demo-calibrated', 'demo'))
+    assert calibrated.rows == demo.rows and calibrated.out != demo.out
+    assert [r['path'] for r in calibrated.requires] == ['data/synthetic_acdc_calibrated']
+    for suite, root in ((calibrated, 'data/synthetic_acdc_calibrated'),
+                        (demo, 'data/synthetic_acdc')):
+        run, = plan_runs(suite, [dict(label='Tent', plain='tent')], 'out', ['stream'], None,
+                         None)
+        cfg = build_run_config(suite, run)
+        assert cfg.test_dataloader.dataset.data_root == root
+        assert cfg.test_cfg.rounds == 3 and cfg.test_dataloader.dataset.split == 'train'
+
+
 def test_the_runner_writes_the_demo_table_from_two_results(tmp_path, at_root):
     suite = tmp_path / 'demo.py'
     suite.write_text(f'_base_ = [{osp.join(ROOT, "configs/benchmarks/demo.py")!r}]\n'

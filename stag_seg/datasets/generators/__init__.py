@@ -16,15 +16,17 @@ from .corruptions import (CORRUPTION_PARAMS, CORRUPTION_PRESETS, CORRUPTION_TABL
                           frost_photos, frost_source, resolve_preset)
 from .digits import DIGIT_SIZE, render_digits, write_digits
 from .scenes import IGNORE_INDEX, SCENE_CLASSES, SKY_DEPTH, render_scene
-from .synthetic_acdc import parse_severity, write_synthetic_acdc
+from .synthetic_acdc import (ACDC_RETAINED, calibration_tasks, choose_severity, parse_severity,
+                             write_synthetic_acdc)
 from .weather import (CONDITIONS, DEFAULT_SEVERITY, ApplyWeather, apply_condition,
                       flat_ground_depth, fog, night, rain, snow)
 
 __all__ = [
-    'ApplyWeather', 'CONDITIONS', 'CORRUPTION_PARAMS', 'CORRUPTION_PRESETS', 'CORRUPTION_TABLES',
-    'DEFAULT_SEVERITY', 'DIGIT_SIZE', 'FROST_SOURCES', 'IGNORE_INDEX', 'MONOTONE_CHANGES',
-    'SCENE_CLASSES', 'SEVERITIES', 'SKY_DEPTH', 'apply_condition', 'check_options', 'corrupt',
-    'corruption_params', 'flat_ground_depth', 'fog', 'frost_photos', 'frost_source', 'image_rng',
-    'night', 'parse_severity', 'path_key', 'rain', 'render_digits', 'render_scene',
-    'resolve_preset', 'snow', 'write_corrupted_set', 'write_digits', 'write_synthetic_acdc'
+    'ACDC_RETAINED', 'ApplyWeather', 'CONDITIONS', 'CORRUPTION_PARAMS', 'CORRUPTION_PRESETS',
+    'CORRUPTION_TABLES', 'DEFAULT_SEVERITY', 'DIGIT_SIZE', 'FROST_SOURCES', 'IGNORE_INDEX',
+    'MONOTONE_CHANGES', 'SCENE_CLASSES', 'SEVERITIES', 'SKY_DEPTH', 'apply_condition',
+    'calibration_tasks', 'check_options', 'choose_severity', 'corrupt', 'corruption_params',
+    'flat_ground_depth', 'fog', 'frost_photos', 'frost_source', 'image_rng', 'night',
+    'parse_severity', 'path_key', 'rain', 'render_digits', 'render_scene', 'resolve_preset',
+    'snow', 'write_corrupted_set', 'write_digits', 'write_synthetic_acdc'
 ]

@@ -15,6 +15,7 @@ line; the errors name its options.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -30,7 +31,8 @@ import numpy as np
 from .scenes import render_scene
 from .weather import CONDITIONS, DEFAULT_SEVERITY, apply_condition
 
-__all__ = ['parse_severity', 'write_synthetic_acdc']
+__all__ = ['ACDC_RETAINED', 'calibration_tasks', 'choose_severity', 'parse_severity',
+           'write_synthetic_acdc']
 
 SOURCE_CITIES = {'train': ('ashford', 'brightwater', 'coldharbour'), 'val': ('dunmore', )}
 # First GoPro sequence number of each condition (ACDC names its folders after the recordings).
@@ -41,6 +43,10 @@ CLASS_NAMES = ('road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic
 GENERATED = ('leftImg8bit', 'gtFine', 'rgb_anon', 'gt', 'meta.json')
 SOURCE_LAYOUT = ('leftImg8bit/{split}/{city}/{city}_{seq}_{frame}_leftImg8bit.png',
                  'gtFine/{split}/{city}/{city}_{seq}_{frame}_gtFine_labelTrainIds.png')
+# Share of its clean score the source model keeps on each ACDC condition: the CoTTA paper's
+# source mIoU (SegFormer-B5: fog 69.1, night 40.3, rain 59.7, snow 57.8; Wang et al., CVPR 2022)
+# over that model's single-scale Cityscapes val mIoU, 82.4 (Xie et al., NeurIPS 2021).
+ACDC_RETAINED = {'fog': 69.1 / 82.4, 'night': 40.3 / 82.4, 'rain': 59.7 / 82.4, 'snow': 57.8 / 82.4}
 TARGET_LAYOUT = ('rgb_anon/{cond}/{split}/{seq}/{seq}_frame_{frame}_rgb_anon.png',
                  'gt/{cond}/{split}/{seq}/{seq}_frame_{frame}_gt_labelTrainIds.png')
 
@@ -106,6 +112,43 @@ def target_tasks(cond: str, split: str, count: int, key: int, seed: int, height:
                  osp.join('gt', cond, split, seq, f'{stem}_gt_labelTrainIds.png'),
                  (seed, key, i), height, width, severity))
     return tasks
+
+
+def _target_key(cond: str, split: str) -> int:
+    """The seed key of a condition's split: each (domain, split) draws its own scenes."""
+    return 2 + 2 * CONDITIONS.index(cond) + (split == 'val')
+
+
+def calibration_tasks(conditions: Sequence[str],
+                      count: int,
+                      severity: float | None,
+                      seed: int = 0,
+                      height: int = 128,
+                      width: int = 256,
+                      frames_per_sequence: int = 10) -> list[Task]:
+    """The conditions' val scenes (those of ``num_target_val``) at ``severity``, laid out as
+    ACDC's val split; ``severity=None`` renders the very same scenes without the weather."""
+    tasks = []
+    for cond in conditions:
+        for task in target_tasks(cond, 'val', count, _target_key(cond, 'val'), seed, height,
+                                 width, frames_per_sequence, severity or 1.0):
+            tasks.append(task if severity else dataclasses.replace(task, domain='source',
+                                                                   severity=None))
+    return tasks
+
+
+def choose_severity(clean: Mapping[str, float], measured: Mapping[float, Mapping[str, float]],
+                    targets: Mapping[str, float]) -> dict[str, dict]:
+    """Per condition, the severity at which the source keeps the share of its clean score
+    (``measured[severity][cond] / clean[cond]``) nearest ``targets[cond]``; a tie goes to the
+    milder severity."""
+    choice = {}
+    for cond, target in targets.items():
+        shares = {level: scores[cond] / clean[cond] for level, scores in measured.items()}
+        best = min(shares, key=lambda level: (abs(shares[level] - target), level))
+        choice[cond] = dict(severity=best, retained=round(shares[best], 4),
+                            target=round(target, 4))
+    return choice
 
 
 def render_task(task: Task, out: str) -> np.ndarray:
@@ -224,11 +267,9 @@ def write_synthetic_acdc(out: str,
     tasks = (source_tasks('train', num_source_train, 0, seed, height, width)
              + source_tasks('val', num_source_val, 1, seed, height, width))
     for cond in conditions:
-        key = 2 + 2 * CONDITIONS.index(cond)
-        tasks += target_tasks(cond, 'train', num_target, key, seed, height, width,
-                              frames_per_sequence, severity[cond])
-        tasks += target_tasks(cond, 'val', num_target_val, key + 1, seed, height, width,
-                              frames_per_sequence, severity[cond])
+        for split, count in (('train', num_target), ('val', num_target_val)):
+            tasks += target_tasks(cond, split, count, _target_key(cond, split), seed, height,
+                                  width, frames_per_sequence, severity[cond])
     print(f'Rendering {len(tasks)} images of {width}x{height} into {out} '
           f'with {workers} worker(s)', flush=True)
     start = time.perf_counter()
