@@ -27,7 +27,7 @@ import numpy as np
 STOCK_CONFIG = 'mmseg::segformer/segformer_mit-b0_8xb1-160k_cityscapes-1024x1024.py'
 
 
-def _write_cityscapes(root: str, num: int = 2, size: tuple[int, int] = (64, 128)) -> None:
+def write_cityscapes(root: str, num: int = 2, size: tuple[int, int] = (64, 128)) -> None:
     """``num`` random images and label maps in the layout of MMSeg's ``CityscapesDataset``."""
     import cv2
     rng = np.random.default_rng(0)
@@ -85,7 +85,7 @@ def adapted_stock_run(work_dir: str) -> dict:
     from mmengine.runner import Runner
 
     data_root = osp.join(work_dir, 'cityscapes')
-    _write_cityscapes(data_root)
+    write_cityscapes(data_root)
     # what a user writes: the stock config as a base, plus the toolkit and its hook
     config = osp.join(work_dir, 'segformer_mit-b0_cityscapes_stag-hook.py')
     with open(config, 'w') as f:

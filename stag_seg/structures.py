@@ -13,7 +13,8 @@ from typing import Any, Callable, Protocol, Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ['MethodLoss', 'STATS_KEY', 'NONFINITE_KEY', 'StepContext', 'Tap', 'TapOutput',
+__all__ = ['MethodLoss', 'NotAdaptableError', 'STATS_KEY', 'NONFINITE_KEY', 'StepContext', 'Tap',
+           'TapOutput',
            'attach_stats', 'step_nonfinite', 'step_stats']
 
 #: Where an adapted ``test_step`` leaves the statistics of its step (floats by name): in the
@@ -22,6 +23,15 @@ __all__ = ['MethodLoss', 'STATS_KEY', 'NONFINITE_KEY', 'StepContext', 'Tap', 'Ta
 STATS_KEY = 'adapt_stats'
 #: Beside it, for a step that was dropped: what was not finite (logits, loss or gradient).
 NONFINITE_KEY = 'adapt_nonfinite'
+
+
+class NotAdaptableError(NotImplementedError):
+    """The toolkit refuses a model: it has no final linear classifier it can tap.
+
+    The message names the model, the part that lacks the classifier, and what adapting it would
+    need: adaptation of this kind of model is not implemented. (Not a ``TypeError``: MMEngine
+    rewraps those raised in hooks as plain ``TypeError`` and the refusal would lose its type.)
+    """
 
 
 @dataclass

@@ -15,6 +15,7 @@ from PIL import Image
 
 from stag_seg.engine import STAGHook, TTAHook
 from stag_seg.methods import collect_norm_params
+from stag_seg.structures import NotAdaptableError
 
 _RUN_IDS = itertools.count()
 TENT = dict(type='Tent', optim_wrapper=dict(optimizer=dict(type='Adam', lr=5e-3)))
@@ -150,11 +151,11 @@ def test_models_without_a_tappable_classifier_are_refused():
     from stag_seg.methods import build_method
     from stag_seg.models import build_adapter
     tent = build_method(dict(type='Tent'), dict(optimizer=dict(type='SGD', lr=0.1)))
-    with pytest.raises(TypeError, match='neither an MMSeg segmentor .* nor an mmpretrain'):
+    with pytest.raises(NotAdaptableError, match='neither an MMSeg segmentor .* nor an mmpretrain'):
         build_adapter(torch.nn.Sequential(torch.nn.Linear(2, 2)), tent)
     model = build_segmentor()
     del model.decode_head.conv_seg
-    with pytest.raises(TypeError, match='has no conv_seg layer'):
+    with pytest.raises(NotAdaptableError, match='has no conv_seg layer'):
         build_adapter(model, tent).attach()
 
 

@@ -10,7 +10,7 @@ from torch import nn
 from stag_seg.methods import Tent, collect_norm_params, norm_layers
 from stag_seg.models import ClassifierTap, tap_decode_head
 from stag_seg.stag import STAG, entropy
-from stag_seg.structures import step_stats
+from stag_seg.structures import NotAdaptableError, step_stats
 
 
 def _preprocessed(model, batch):
@@ -53,7 +53,7 @@ def test_tap_joins_slide_crops_per_image():
 def test_tap_rejects_heads_without_conv_seg_and_non_linear_layers():
     model = build_segmentor()
     del model.decode_head.conv_seg
-    with pytest.raises(TypeError, match='has no conv_seg layer'):
+    with pytest.raises(NotAdaptableError, match='has no conv_seg layer'):
         tap_decode_head(model)
     with pytest.raises(TypeError, match='1x1 ungrouped Conv2d'):
         ClassifierTap(nn.Conv2d(4, 4, 3))

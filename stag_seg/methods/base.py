@@ -20,7 +20,8 @@ from mmengine.registry import OPTIM_WRAPPERS, OPTIMIZERS
 from torch import Tensor, nn
 
 from ..registry import TTA_METHODS, TTA_REGULARIZERS, build, lookup
-from ..structures import MethodLoss, StepContext, TapOutput
+from ..structures import MethodLoss, NotAdaptableError, StepContext, TapOutput
+from .params import NORM_TYPES, SINGLE_VALUE_POLICIES, guard_single_values
 
 __all__ = ['BaseTTAMethod', 'MethodLoss', 'build_method', 'valid_mean']
 
@@ -38,16 +39,24 @@ class BaseTTAMethod:
             method updates parameters. Defaults to None.
         regularizers (Sequence[dict]): Regularizer configs, e.g. ``[dict(type='STAG')]``, added to
             the loss on the method's own mask and weights. Defaults to ().
+        single_value_bn (str): What a BatchNorm that the method puts on test-batch statistics
+            does with an input of one value per channel (batch size 1 through a 1x1 map, as in
+            ASPP's image pooling): ``'running'`` normalises it with the layer's running
+            statistics, ``'error'`` raises (:class:`~stag_seg.methods.params.SingleValueGuard`).
+            Defaults to ``'running'``.
     """
 
     #: Whether the method computes a loss and updates parameters.
     needs_grad: bool = True
     #: Whether the engine runs the sharpness-aware two-step update (SAR) with ``rho``.
     uses_sam: bool = False
+    #: What the method adapts, in words, for the message when a model has none of it.
+    adapts: str = 'parameters'
 
     def __init__(self,
                  optim_wrapper: dict | None = None,
-                 regularizers: Sequence[dict] = ()) -> None:
+                 regularizers: Sequence[dict] = (),
+                 single_value_bn: str = 'running') -> None:
         if self.needs_grad and optim_wrapper is None:
             raise ValueError(f'{type(self).__name__} updates parameters and needs '
                              "optim_wrapper, e.g. dict(optimizer=dict(type='Adam', lr=7.5e-6))")
@@ -55,6 +64,10 @@ class BaseTTAMethod:
             what = 'regularizers' if regularizers else 'an optim_wrapper'
             raise ValueError(f'{type(self).__name__} does not update the model, so {what} would '
                              'have no effect; use a gradient-based method such as Tent')
+        if single_value_bn not in SINGLE_VALUE_POLICIES:
+            raise ValueError(f'{type(self).__name__}.single_value_bn must be one of '
+                             f'{SINGLE_VALUE_POLICIES}, got {single_value_bn!r}')
+        self.single_value_bn = single_value_bn
         self.optim_wrapper_cfg = copy.deepcopy(optim_wrapper)
         self.regularizers = [build(TTA_REGULARIZERS, cfg, 'tta_method.regularizers[]')
                              for cfg in regularizers]
@@ -63,6 +76,7 @@ class BaseTTAMethod:
         self.param_names: list[str] = []
         self.logits_fn = None
         self._train_modules: list[nn.Module] = []
+        self._adapted: list[nn.Parameter] = []
         self._saved: dict = {}
 
     def __repr__(self) -> str:
@@ -100,11 +114,13 @@ class BaseTTAMethod:
         for reg in self.regularizers:  # a new source: anchors come from its classifier
             reg.reset(keep_anchors=False)
         self._train_modules = list(self.configure_model(model))
+        self._saved['guards'] = guard_single_values(model, self._train_modules,
+                                                    self.single_value_bn)
         params, self.param_names = self.collect_params(model)
         if self.needs_grad:
             if not params:
-                raise ValueError(f'{self.name} found no parameters to adapt in '
-                                 f'{type(model).__name__}')
+                raise NotAdaptableError(_nothing_to_adapt(model, self))
+            self._adapted = list(params)
             for p in model.parameters():
                 p.requires_grad_(False)
             for p in params:
@@ -126,9 +142,18 @@ class BaseTTAMethod:
         self.setup(model)
 
     def apply_modes(self) -> None:
-        """Put the configured layers back in train mode (after the runner called ``eval()``)."""
+        """Put the configured layers back in train mode and the adapted parameters back in the
+        graph, after the runner called ``eval()`` (backbones with frozen stages, such as
+        mmpretrain's ResNet in linear-probe configs, turn ``requires_grad`` off in ``train``)."""
         for module in self._train_modules:
             module.train()
+        for param in self._adapted:
+            param.requires_grad_(True)
+
+    def single_value_fallbacks(self) -> dict[str, int]:
+        """How many forwards of each BatchNorm layer fell back to its running statistics
+        because its input held one value per channel (``single_value_bn='running'``)."""
+        return {g.name: g.count for g in self._saved.get('guards', []) if g.count}
 
     def reset(self, optimizer: bool = True) -> None:
         """Return to the source: weights, buffers, optimizer, regularizers and method state.
@@ -201,7 +226,10 @@ class BaseTTAMethod:
             param.requires_grad_(flag)
         for module, flag in self._saved['track'].items():
             module.track_running_stats = flag
+        for guard in self._saved['guards']:
+            guard.remove()
         self.model, self.optim_wrapper, self._train_modules, self._saved = None, None, [], {}
+        self._adapted = []
 
     # ------------------------------------------------------------------ to override
     def configure_model(self, model: nn.Module) -> list[nn.Module]:
@@ -234,6 +262,19 @@ class BaseTTAMethod:
 
     def reset_state(self) -> None:
         """Forget the method's own state (moving averages, counters)."""
+
+
+def _nothing_to_adapt(model: nn.Module, method: BaseTTAMethod) -> str:
+    """Why ``method`` has nothing to adapt in ``model``, naming layers that look like norms but
+    are of no type the toolkit recognises (``NORM_TYPES``)."""
+    unknown = sorted({type(m).__name__ for m in model.modules()
+                      if 'norm' in type(m).__name__.lower() and not isinstance(m, NORM_TYPES)})
+    hint = (f'; its normalisation layers are of types the toolkit does not recognise: '
+            f'{", ".join(unknown)}' if unknown else
+            '; it has no normalisation layer (re-parameterised deploy models fuse theirs into '
+            'their convolutions)')
+    return (f'{type(model).__name__} cannot be adapted by {method.name}: it has none of the '
+            f'{method.adapts} that {method.name} adapts{hint}')
 
 
 def _build_optim_wrapper(params: list[nn.Parameter], cfg: dict) -> OptimWrapper:

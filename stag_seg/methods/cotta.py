@@ -104,6 +104,8 @@ class CoTTA(BaseTTAMethod):
         **kwargs: ``optim_wrapper``, ``regularizers``.
     """
 
+    adapts = 'tensors named weight or bias'
+
     def __init__(self,
                  alpha: float = 0.999,
                  confidence: float = 0.69,

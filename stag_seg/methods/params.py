@@ -1,12 +1,15 @@
 """Shared helpers that pick layers and parameters by module type, never by name."""
 from __future__ import annotations
 
-from torch import nn
+from mmengine.logging import print_log
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 
-__all__ = ['NORM_TYPES', 'collect_norm_params', 'collect_weights_and_biases', 'drop_frozen',
-           'norm_layers', 'use_batch_statistics']
+__all__ = ['NORM_TYPES', 'SINGLE_VALUE_POLICIES', 'SingleValueGuard', 'collect_norm_params',
+           'collect_weights_and_biases', 'drop_frozen', 'guard_single_values', 'norm_layers',
+           'use_batch_statistics']
 
 #: Normalization layers whose affine parameters Tent-style methods adapt. Subclasses count too
 #: (SyncBatchNorm, mmpretrain's LayerNorm2d, ...).
@@ -87,3 +90,92 @@ def use_batch_statistics(model: nn.Module) -> list[nn.Module]:
             module.track_running_stats = False
             layers.append(module)
     return layers
+
+
+#: What a BatchNorm on test-batch statistics does with an input that holds one value per channel
+#: (batch size 1 through a 1x1 map: ASPP's image pooling, a pyramid pooling module's 1x1 bin):
+#: ``'running'`` normalises that input with the layer's running statistics, ``'error'`` raises.
+SINGLE_VALUE_POLICIES = ('running', 'error')
+
+
+class SingleValueGuard:
+    """Forward hooks that keep one BatchNorm on batch statistics from failing on one value.
+
+    The statistics of a single value per channel are degenerate (variance 0): PyTorch refuses
+    them in train mode ("Expected more than 1 value per channel when training"), and any
+    normalisation by them would erase the input. With ``policy='running'`` such a forward runs
+    in eval mode, on the running statistics the layer already holds (the source model's), and
+    the affine parameters stay in the graph, so a method that adapts them still does. Every
+    other forward is left alone.
+
+    Args:
+        name (str): The layer's name in the model, for messages.
+        policy (str): One of :data:`SINGLE_VALUE_POLICIES`.
+    """
+
+    def __init__(self, name: str, policy: str) -> None:
+        if policy not in SINGLE_VALUE_POLICIES:
+            raise ValueError(f'single_value_bn must be one of {SINGLE_VALUE_POLICIES}, got '
+                             f'{policy!r}')
+        self.name = name
+        self.policy = policy
+        #: How many forwards fell back to the running statistics.
+        self.count = 0
+        self._switched = False
+        self._handles: list[RemovableHandle] = []
+
+    def attach(self, layer: nn.Module) -> None:
+        """Register the hooks on ``layer``."""
+        self._handles = [layer.register_forward_pre_hook(self.before),
+                         layer.register_forward_hook(self.after, always_call=True)]
+
+    def remove(self) -> None:
+        """Remove the hooks from the layer."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def before(self, module: nn.Module, args: tuple) -> None:
+        x = args[0]
+        if not module.training or x.numel() != x.size(1):  # more than one value per channel
+            return
+        if self.policy == 'error':
+            raise ValueError(
+                f'BatchNorm {self.name!r} gets one value per channel (input '
+                f'{tuple(x.shape)}) while it normalises with test-batch statistics: use a larger '
+                "batch, or single_value_bn='running' to normalise such inputs with the layer's "
+                'running statistics')
+        if module.running_mean is None or module.running_var is None:
+            raise ValueError(
+                f'BatchNorm {self.name!r} gets one value per channel (input {tuple(x.shape)}) '
+                'and has no running statistics to fall back on (track_running_stats=False when '
+                'it was built): use a larger batch')
+        if self.count == 0:
+            print_log(f'BatchNorm {self.name!r} gets one value per channel (input '
+                      f'{tuple(x.shape)}): such inputs are normalised with its running '
+                      "statistics (single_value_bn='running')", logger='current')
+        self.count += 1
+        self._switched = True
+        module.training = False
+
+    def after(self, module: nn.Module, args: tuple, output: Tensor) -> None:
+        if self._switched:
+            module.training = True
+            self._switched = False
+
+
+def guard_single_values(model: nn.Module, layers: list[nn.Module],
+                        policy: str = 'running') -> list[SingleValueGuard]:
+    """Give each BatchNorm among ``layers`` a :class:`SingleValueGuard` with ``policy``.
+
+    Returns:
+        list[SingleValueGuard]: The guards, attached; ``guard.remove()`` detaches one.
+    """
+    names = {module: name for name, module in model.named_modules()}
+    guards = []
+    for layer in layers:
+        if isinstance(layer, _BatchNorm):
+            guard = SingleValueGuard(names.get(layer, type(layer).__name__), policy)
+            guard.attach(layer)
+            guards.append(guard)
+    return guards

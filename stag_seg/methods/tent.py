@@ -66,6 +66,9 @@ class Tent(BaseTTAMethod):
         regularizers (Sequence[dict]): E.g. ``[dict(type='STAG')]``. Defaults to ().
     """
 
+    adapts = ('affine parameters of BatchNorm, LayerNorm, GroupNorm and InstanceNorm layers '
+              '(by type, subclasses included)')
+
     def __init__(self,
                  loss: str = 'entropy',
                  batch_stats: bool = True,

@@ -5,13 +5,15 @@ from .adapter import (Adapter, ClassifierAdapter, SegmentorAdapter, build_adapte
 from .nv_mit import NVMixVisionTransformer
 from .nv_segformer_head import LevelProjection, NVSegFormerHead
 from .small_convnet import SmallConvNet
-from .tap import ClassifierTap, TapOutput, tap_cls_head, tap_decode_head
-from .tta_encoder_decoder import TTAEncoderDecoder
+from .tap import (NOT_PER_PIXEL_LINEAR, ClassifierTap, TapOutput, refusal_reason, tap_cls_head,
+                  tap_decode_head)
+from .tta_encoder_decoder import TTACascadeEncoderDecoder, TTAEncoderDecoder
 from .tta_image_classifier import TTAImageClassifier
 
 __all__ = [
-    'Adapter', 'ClassifierAdapter', 'ClassifierTap', 'LevelProjection', 'NVMixVisionTransformer',
-    'NVSegFormerHead', 'SegmentorAdapter', 'SmallConvNet', 'TTAEncoderDecoder',
+    'NOT_PER_PIXEL_LINEAR', 'Adapter', 'ClassifierAdapter', 'ClassifierTap', 'LevelProjection',
+    'NVMixVisionTransformer', 'NVSegFormerHead', 'SegmentorAdapter', 'SmallConvNet',
+    'TTACascadeEncoderDecoder', 'TTAEncoderDecoder',
     'TTAImageClassifier', 'TapOutput', 'build_adapter', 'classifier_logits', 'padding_mask',
-    'segmentor_logits', 'tap_cls_head', 'tap_decode_head',
+    'refusal_reason', 'segmentor_logits', 'tap_cls_head', 'tap_decode_head',
 ]

@@ -15,6 +15,7 @@ them from the outputs.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import torch
@@ -24,16 +25,25 @@ from torch import Tensor, nn
 
 from .. import compat
 from ..methods import BaseTTAMethod, Step, adapt_step
-from ..structures import StepContext, TapOutput, attach_stats
-from .tap import ClassifierTap, tap_cls_head, tap_decode_head
+from ..structures import NotAdaptableError, StepContext, TapOutput, attach_stats
+from .tap import ClassifierTap, refusal_reason, tap_cls_head, tap_decode_head
 
 __all__ = ['Adapter', 'ClassifierAdapter', 'SegmentorAdapter', 'build_adapter',
            'classifier_logits', 'padding_mask', 'segmentor_logits']
 
 
 def segmentor_logits(model: nn.Module, inputs: Tensor) -> Tensor:
-    """A segmentor's ``conv_seg`` logits at the decode head's resolution (whole image)."""
-    return model.decode_head.forward(model.extract_feat(inputs))
+    """A segmentor's ``conv_seg`` logits at the decode head's resolution (whole image); for a
+    cascade (``CascadeEncoderDecoder``) those of its last stage, each stage fed the one
+    before."""
+    feats = model.extract_feat(inputs)
+    heads = model.decode_head
+    if not isinstance(heads, nn.ModuleList):
+        return heads.forward(feats)
+    out = heads[0].forward(feats)
+    for head in heads[1:]:
+        out = head.forward(feats, out)
+    return out
 
 
 def classifier_logits(model: nn.Module, inputs: Tensor) -> Tensor:
@@ -148,7 +158,8 @@ class ClassifierAdapter(Adapter):
         model, tap = self.model, self.tap
         data = model.data_preprocessor(data, False)
         inputs, samples = data['inputs'], data.get('data_samples')
-        check = _check_scores if tap is not None and not tap.checked else None
+        check = (partial(_check_scores, model=model, tap=tap)
+                 if tap is not None and not tap.checked else None)
         ctx = StepContext(inputs, model, classifier_logits, tap)
         step = adapt_step(self.method, ctx, lambda: model.predict(inputs, samples), check=check)
         for i, sample in enumerate(step.result):
@@ -170,25 +181,32 @@ def build_adapter(model: nn.Module, method: BaseTTAMethod) -> Adapter:
     """The adapter of ``model``'s family, decided by its type.
 
     Raises:
-        TypeError: ``model`` is neither an MMSeg ``EncoderDecoder`` nor an mmpretrain
+        NotAdaptableError: ``model`` is neither an MMSeg ``EncoderDecoder`` nor an mmpretrain
             ``ImageClassifier``.
     """
     for adapter in ADAPTERS:
         if isinstance(model, adapter.model_type):
             return adapter(model, method)
-    raise TypeError(f'{type(model).__name__} is neither an MMSeg segmentor (EncoderDecoder) nor '
-                    'an mmpretrain classifier (ImageClassifier); the toolkit cannot tap its '
-                    'classifier')
+    name = type(model).__name__
+    reason = next((refusal_reason(c.__name__) for c in type(model).__mro__
+                   if refusal_reason(c.__name__)), None)
+    raise NotAdaptableError(f'{name} cannot be adapted: it ' + (reason or (
+        'is neither an MMSeg segmentor (EncoderDecoder) nor an mmpretrain classifier '
+        '(ImageClassifier), so the toolkit cannot tap its classifier')))
 
 
-def _check_scores(out: TapOutput, predictions: list) -> None:
+def _check_scores(out: TapOutput, predictions: list, model: nn.Module, tap: ClassifierTap
+                  ) -> None:
     """The tapped layer must produce the scores the head predicted from (softmax of logits)."""
     scores = torch.stack([s.pred_score.detach() for s in predictions])
     logits = out.logits.detach()
     if logits.shape != scores.shape or not torch.allclose(logits.softmax(1), scores, atol=1e-5):
-        raise TypeError('the tapped layer does not produce the head\'s scores (softmax of its '
-                        'output differs from pred_score): the head does more after its last '
-                        'nn.Linear, so it cannot be adapted with the tap')
+        head = type(getattr(model, 'head', None)).__name__
+        raise NotAdaptableError(
+            f'{type(model).__name__} cannot be adapted: the softmax of its tapped layer '
+            f'({tap.name}) is not the scores its head ({head}) predicts, so the head does more '
+            'after that layer (a distilled DeiT or a Conformer averages two classifiers); '
+            'adapting it needs a tap on the classifier the scores come from')
 
 
 def padding_mask(logits: Tensor, inputs: Tensor, metas: list[dict]) -> Tensor | None:

@@ -1,12 +1,13 @@
-"""``TTAEncoderDecoder``: an MMSeg ``EncoderDecoder`` that adapts while it predicts."""
+"""``TTAEncoderDecoder`` and ``TTACascadeEncoderDecoder``: MMSeg segmentors that adapt while
+they predict."""
 from __future__ import annotations
 
-from mmseg.models.segmentors import EncoderDecoder
+from mmseg.models.segmentors import CascadeEncoderDecoder, EncoderDecoder
 from mmseg.registry import MODELS
 
 from .adaptive import AdaptiveModelMixin
 
-__all__ = ['TTAEncoderDecoder']
+__all__ = ['TTACascadeEncoderDecoder', 'TTAEncoderDecoder']
 
 
 @MODELS.register_module()
@@ -34,6 +35,30 @@ class TTAEncoderDecoder(AdaptiveModelMixin, EncoderDecoder):
     Note:
         See :class:`~stag_seg.models.adaptive.AdaptiveModelMixin` for when the method is
         attached and how train/eval modes are kept.
+    """
+
+    def __init__(self,
+                 tta_method: dict | None = None,
+                 adapt_optim_wrapper: dict | None = None,
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._init_adaptation(tta_method, adapt_optim_wrapper)
+
+
+@MODELS.register_module()
+class TTACascadeEncoderDecoder(AdaptiveModelMixin, CascadeEncoderDecoder):
+    """Cascade segmentor (OCRNet) with online test-time adaptation in ``test_step``.
+
+    As :class:`TTAEncoderDecoder`, with the tap on the ``conv_seg`` of the last stage
+    (``decode_head[-1]``), whose output is the prediction. Cascades whose last stage is not a
+    per-pixel linear classifier (PointRend's ``PointHead``) are refused when the method is
+    attached, with the reason.
+
+    Args:
+        tta_method (dict): As :class:`TTAEncoderDecoder`.
+        adapt_optim_wrapper (dict, optional): As :class:`TTAEncoderDecoder`.
+        **kwargs: ``CascadeEncoderDecoder``'s arguments (num_stages, backbone, decode_head as a
+            list, ...).
     """
 
     def __init__(self,
