@@ -13,6 +13,8 @@ DIGITS := data/digits
 DIGITS_C := data/digits_c
 # make demo-cls over one seed by default (36 runs); SEEDS='0 1 2' makes the README's tables
 SEEDS ?= 0
+# make demo-cls runs this many runs at once, each a process with cores/JOBS torch threads
+JOBS ?= 2
 
 .PHONY: install test test-fast test-zoo zoo docs lint demo demo-data demo-data-calibrated calibrate demo-cls demo-cls-data demo-table results-demo soak benchmark \
 	benchmark-scaling mmcv-full clean-demo wheel check-wheel resolver-check test-onedl
@@ -109,7 +111,7 @@ demo-cls-data: install
 # logit reading (the README's table has it); CLS_ARGS='--family bn' another source model.
 CLS_ARGS ?=
 demo-cls: demo-cls-data
-	$(PY) tools/run_suite.py configs/suites/digits-c.py --seeds $(SEEDS) \
+	$(PY) tools/run_suite.py configs/suites/digits-c.py --seeds $(SEEDS) --jobs $(JOBS) \
 		--out work_dirs/demo_cls $(CLS_ARGS)
 
 # Every method +- STAG on the embedded segmentation benchmark, 3 rounds: the table of the

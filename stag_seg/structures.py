@@ -78,12 +78,17 @@ class MethodLoss:
         stats (dict): Scalars to log (floats).
         skip (bool): Take no optimizer step this time (nothing was selected), as the reference
             implementations of EATA and DeYO do.
+        reweight (Callable, optional): ``reweight(m)`` is the loss again with each position's
+            term multiplied by ``m``, a detached (N, *) multiplier at the tapped logits'
+            positions: how a regularizer's weighting reading (STAG's ``mode='reweight'``)
+            changes the method's own loss. None where the loss has no such terms.
     """
     loss: Tensor
     mask: Tensor | None = None
     weights: Tensor | None = None
     stats: dict = field(default_factory=dict)
     skip: bool = False
+    reweight: Callable[[Tensor], Tensor] | None = None
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Suites of runs: every row (a method, and optionally a variant of it, such as the method with a
-regularizer) in every setting, model family and seed, each run through MMEngine's ``Runner`` in
-this process, and the suite's tables. ``tools/run_suite.py`` is its command line; ``import
-stag_seg`` does not load this module.
+regularizer) in every setting, model family and seed, each run through MMEngine's ``Runner`` (in
+this process, or ``jobs`` at a time in worker processes), and the suite's tables.
+``tools/run_suite.py`` is its command line; ``import stag_seg`` does not load this module.
 
 A suite is a config file (``configs/suites/*.py``) with these keys:
 
@@ -41,12 +41,14 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import os.path as osp
 import statistics
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from mmengine.config import Config
@@ -56,8 +58,8 @@ from .engine.configuration import build_config
 from .evaluation import comparison_entry, write_comparison
 
 __all__ = ['OPTIONAL_PARTS', 'Run', 'SuiteError', 'build_run_config', 'load_suite', 'plan_runs',
-           'rounds_document', 'rounds_markdown', 'run_config', 'run_suite', 'select_rows',
-           'settings_markdown']
+           'rounds_document', 'rounds_markdown', 'run_config', 'run_in_process', 'run_suite',
+           'select_rows', 'settings_markdown']
 
 #: Option keys that apply only to the runs whose config has them.
 OPTIONAL_PARTS = ('model.adapt_optim_wrapper', 'model.tta_method.fisher_data',
@@ -233,6 +235,22 @@ def run_config(cfg: Config) -> dict:
         return json.load(f)
 
 
+def run_in_process(suite_path: str, run: Run, cfg_options: dict | None,
+                   threads: int) -> tuple[dict, float]:
+    """Run ``run`` of the suite at ``suite_path`` in a worker process of :func:`run_suite`
+    with ``threads`` torch threads, as ``tools/run_suite.py`` runs it in its own; its results
+    document and seconds."""
+    import torch
+
+    from . import compat
+
+    torch.set_num_threads(threads)
+    compat.prepare_environment()
+    t0 = time.time()
+    doc = run_config(build_run_config(load_suite(suite_path), run, cfg_options))
+    return doc, time.time() - t0
+
+
 def build_run_config(suite: Config, run: Run, cfg_options: dict | None = None) -> Config:
     """The prepared config of ``run``: its config, its overlays, the suite's options, then
     ``cfg_options`` (each of :data:`OPTIONAL_PARTS` only where the config has it), its seed;
@@ -274,6 +292,7 @@ def run_suite(suite_path: str,
               extra: Sequence[str] = (),
               reuse: bool = False,
               cfg_options: dict | None = None,
+              jobs: int = 1,
               log: Callable[[str], None] = print) -> dict:
     """Run a suite (paths relative to the working directory) and write its table.
 
@@ -289,6 +308,9 @@ def run_suite(suite_path: str,
         reuse (bool): Keep results already in ``out``: a run whose ``tta_results.json``
             exists is not run again. Defaults to False.
         cfg_options (dict, optional): Options of every run, after the suite's.
+        jobs (int): Runs at once, each in its own process with ``cores / jobs`` torch
+            threads (:func:`run_in_process`). Defaults to 1: every run in this process, with
+            its threads.
         log (Callable): Where progress lines go. Defaults to ``print``.
 
     Returns:
@@ -320,21 +342,41 @@ def run_suite(suite_path: str,
     if suite['table'] == 'rounds' and (len(settings) > 1 or len(run_seeds) > 1):
         raise SuiteError(f'the rounds table has one setting and one seed, got the settings '
                          f'{settings} and the seeds {run_seeds}; run one of each')
+    if jobs < 1:
+        raise SuiteError(f'jobs must be at least 1, got {jobs}')
     runs = plan_runs(suite, rows, out, settings, family, seeds)
     docs: dict[tuple, dict] = {}
-    for run in runs:
-        cfg = build_run_config(suite, run, cfg_options)
-        t0 = time.time()
-        doc = _reused(run, cfg) if reuse else None
-        took = 'reused' if doc is not None else ''
-        if doc is None:
-            doc = run_config(cfg)
-            took = f'{time.time() - t0:.1f} s'
+
+    def done(run: Run, doc: dict, took: str) -> None:
         docs[(run.setting, run.name, run.seed)] = doc
         seed = '' if run.seed is None else f' seed {run.seed}'
         score = (f'error {100.0 - doc["mean"]:6.2f}' if doc['metric'] == 'accuracy'
                  else f'{doc["metric"]} {doc["mean"]:6.2f}')
         log(f'{run.setting:12s} {run.name:18s}{seed}: {score} ({took})')
+
+    pending = []
+    for run in runs:
+        doc = _reused(run, build_run_config(suite, run, cfg_options)) if reuse else None
+        if doc is not None:
+            done(run, doc, 'reused')
+        else:
+            pending.append(run)
+    if jobs == 1 or len(pending) <= 1:
+        for run in pending:
+            t0 = time.time()
+            doc = run_config(build_run_config(suite, run, cfg_options))
+            done(run, doc, f'{time.time() - t0:.1f} s')
+    else:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        # spawn, not fork: a forked child would inherit this process's torch thread pools
+        with ProcessPoolExecutor(max_workers=min(jobs, len(pending)),
+                                 mp_context=multiprocessing.get_context('spawn')) as pool:
+            futures = {pool.submit(run_in_process, suite_path, run, cfg_options, threads): run
+                       for run in pending}
+            for future in as_completed(futures):
+                doc, seconds = future.result()
+                done(futures[future], doc, f'{seconds:.1f} s in a process of {threads} '
+                     f'thread{"s" if threads > 1 else ""}')
     os.makedirs(out, exist_ok=True)
     if suite['table'] == 'settings':
         result = _write_settings(suite, rows, runs, docs, out, settings, run_seeds, family,

@@ -2,6 +2,7 @@
 committed source checkpoints, the four settings and the model families (config overlays), the
 learning rate at batch size 1, and the benchmark suite with its table."""
 import json
+import os
 import os.path as osp
 import subprocess
 import sys
@@ -515,6 +516,35 @@ def test_the_runner_writes_the_digits_c_table_from_two_results(tmp_path, at_root
     with pytest.raises(SuiteError, match=r"--settings 'wild' is not in the suite; choose from "
                                          'continual, label_shift, batch1, mixed'):
         run_suite(str(suite), out=str(out), settings=['wild'], reuse=True)
+
+
+def test_runs_in_worker_processes_give_the_records_of_runs_in_this_one(digits, digits_c,
+                                                                       tmp_path, at_root):
+    """--jobs 2 runs the same configs, with the threads each worker gets, as --jobs 1."""
+    suite = tmp_path / 'digits-c.py'
+    suite.write_text(f'_base_ = [{SUITE!r}]\nrequires = []\n')
+    options = _tiny(digits_c[0], digits, 'batch1')
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))  # a worker's, for equal sums
+    try:
+        serial = run_suite(str(suite), out=str(tmp_path / 'serial'), settings=['batch1'],
+                           methods=['tent'], seeds=[0], cfg_options=options, log=lambda _: 0)
+    finally:
+        torch.set_num_threads(threads)
+    lines = []
+    parallel = run_suite(str(suite), out=str(tmp_path / 'parallel'), settings=['batch1'],
+                         methods=['tent'], seeds=[0], cfg_options=options, jobs=2,
+                         log=lines.append)
+    assert sum('in a process of' in line for line in lines) == 2  # tent and tent_stag
+    for name in ('tent', 'tent_stag'):
+        docs = [json.loads((tmp_path / run / 'batch1' / name / 'seed0' /
+                            'tta_results.json').read_text()) for run in ('serial', 'parallel')]
+        assert [r['accuracy'] for r in docs[0]['records']] == \
+            [r['accuracy'] for r in docs[1]['records']]
+    assert serial['document']['results'].keys() == parallel['document']['results'].keys()
+    with pytest.raises(SuiteError, match='jobs must be at least 1, got 0'):
+        run_suite(str(suite), out=str(tmp_path / 'none'), settings=['batch1'],
+                  methods=['tent'], seeds=[0], cfg_options=options, jobs=0)
 
 
 def test_the_long_demo_suite_is_the_demo_suite_over_ten_rounds(at_root):

@@ -3,13 +3,14 @@ family and seed, and write its table.
 
     python tools/run_suite.py SUITE [--settings S ...] [--methods M ...] [--seeds K ...]
                                   [--family F] [--with ROW ...] [--reuse] [--out DIR]
-                                  [--cfg-options KEY=VALUE ...]
+                                  [--jobs N] [--cfg-options KEY=VALUE ...]
 
 SUITE is a suite config: ``configs/suites/digits-c.py`` (Digits-C, four settings, three
 seeds: ``table.{md,json}``) or ``configs/suites/demo.py`` (the segmentation demo, 3 rounds:
 ``table.{md,json}`` and ``comparison.{md,csv,png}``). Every run goes through MMEngine's runner
-in this process, its results in ``<out>/<the suite's work_dir>``. Paths are taken from the
-repository root. ``stag_seg.suites`` describes the suite's keys.
+in this process (``--jobs N``: N at a time, in worker processes), its results in
+``<out>/<the suite's work_dir>``. Paths are taken from the repository root.
+``stag_seg.suites`` describes the suite's keys.
 """
 import argparse
 import os
@@ -39,6 +40,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--reuse', action='store_true',
                         help='keep results already in --out (resume an interrupted table)')
     parser.add_argument('--out', help='output folder (default: the suite\'s out)')
+    parser.add_argument('--jobs', type=int, default=1,
+                        help='runs at once, each in its own process with cores/jobs torch '
+                        'threads (default: 1, every run in this process)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                         help='override keys of every run\'s config, after its overlays; keys '
                         'under model.adapt_optim_wrapper, model.tta_method.fisher_data and '
@@ -59,7 +63,7 @@ def main() -> None:
     try:
         run_suite(suite, out=out, settings=args.settings, methods=args.methods,
                   seeds=args.seeds, family=args.family, extra=args.extra, reuse=args.reuse,
-                  cfg_options=args.cfg_options)
+                  cfg_options=args.cfg_options, jobs=args.jobs)
     except SuiteError as err:  # the suite or the selection: the message says what to change
         sys.exit(f'run_suite.py: {err}')
 

@@ -14,6 +14,7 @@ from collections import Counter
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.optim import OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS, OPTIMIZERS
@@ -23,7 +24,7 @@ from ..registry import TTA_METHODS, TTA_REGULARIZERS, build, lookup
 from ..structures import MethodLoss, NotAdaptableError, StepContext, TapOutput
 from .params import NORM_TYPES, SINGLE_VALUE_POLICIES, guard_single_values
 
-__all__ = ['BaseTTAMethod', 'MethodLoss', 'build_method', 'valid_mean']
+__all__ = ['BaseTTAMethod', 'MethodLoss', 'at_positions', 'build_method', 'valid_mean']
 
 
 class BaseTTAMethod:
@@ -306,6 +307,19 @@ def valid_mean(values: Tensor, mask: Tensor | None) -> Tensor:
     mask = mask.to(values.dtype)
     return (values * mask).sum() / mask.sum().clamp_min(1)
 
+
+
+def at_positions(multiplier: Tensor, like: Tensor) -> Tensor:
+    """A (N, *) multiplier at the tapped logits' positions, brought to the positions of a loss's
+    terms ``like``: the same, or (N, h, w) resized to (N, H, W) by nearest neighbour (a loss
+    taken at the input size, as CoTTA's)."""
+    if multiplier.shape == like.shape:
+        return multiplier.to(like.dtype)
+    if multiplier.dim() == 3 and like.dim() == 3 and multiplier.size(0) == like.size(0):
+        return F.interpolate(multiplier[:, None].to(like.dtype), size=like.shape[1:],
+                             mode='nearest')[:, 0]
+    raise ValueError(f'a multiplier of shape {tuple(multiplier.shape)} does not fit loss terms '
+                     f'of shape {tuple(like.shape)}')
 
 
 def build_method(cfg: dict | BaseTTAMethod, optim_wrapper: dict | None = None) -> BaseTTAMethod:

@@ -63,7 +63,7 @@ from torch import Tensor, nn
 from ..registry import TTA_METHODS
 from .augment import random_view
 from ..structures import StepContext, TapOutput
-from .base import BaseTTAMethod, MethodLoss, valid_mean
+from .base import BaseTTAMethod, MethodLoss, at_positions, valid_mean
 from .params import collect_weights_and_biases, use_batch_statistics
 
 
@@ -356,7 +356,8 @@ class CoTTA(BaseTTAMethod):
                                   )[:, 0] > 0.5
         loss = valid_mean(per_pos, valid)
         return MethodLoss(loss, mask=out.valid, stats=dict(
-            cotta_ce=float(loss.detach()), cotta_confident=ctx.state['cotta_confident']))
+            cotta_ce=float(loss.detach()), cotta_confident=ctx.state['cotta_confident']),
+            reweight=lambda m: valid_mean(per_pos * at_positions(m, per_pos), valid))
 
     def after_step(self, out: TapOutput | None, ctx: StepContext) -> None:
         with torch.no_grad():

@@ -35,7 +35,7 @@ from torch import Tensor
 from ..registry import TTA_METHODS
 from ..stag.entropy import entropy
 from ..structures import StepContext, TapOutput
-from .base import MethodLoss, valid_mean
+from .base import MethodLoss, at_positions, valid_mean
 from .tent import Tent
 
 
@@ -116,7 +116,9 @@ class DeYO(Tent):
         stats = dict(deyo_entropy=float(ent.detach().mean()), deyo_plpd=float(plpd.mean()),
                      deyo_selected=float(selected.float().mean()))
         return MethodLoss(loss, mask=selected, weights=weights, stats=stats,
-                          skip=not bool(selected.any()))
+                          skip=not bool(selected.any()),
+                          reweight=lambda m: valid_mean(ent * weights * at_positions(m, ent),
+                                                        selected))
 
     def plpd(self, logits: Tensor, ctx: StepContext, candidates: Tensor | None = None
              ) -> Tensor:

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from ..registry import TTA_METHODS
 from ..stag.entropy import entropy
 from ..structures import StepContext, TapOutput
-from .base import MethodLoss, valid_mean
+from .base import MethodLoss, at_positions, valid_mean
 from .tent import Tent
 
 
@@ -108,6 +108,7 @@ class EATA(Tent):
         mask = reliable & keep.view(-1, *([1] * (reliable.dim() - 1)))
         weights = torch.exp(e0 - ent.detach())
         loss = valid_mean(ent * weights, mask)
+        penalty = None
         stats = dict(eata_entropy=float(ent.detach().mean()),
                      eata_reliable=float(reliable.float().mean()),
                      eata_selected=float(mask.float().mean()))
@@ -116,8 +117,13 @@ class EATA(Tent):
                           for (f, p0), p in zip(self.fisher, self._params()))
             loss = loss + self.fisher_alpha * penalty
             stats['eata_fisher'] = float(penalty.detach())
+
+        def reweight(m: Tensor) -> Tensor:
+            terms = valid_mean(ent * weights * at_positions(m, ent), mask)
+            return terms if penalty is None else terms + self.fisher_alpha * penalty
+
         return MethodLoss(loss, mask=mask, weights=weights, stats=stats,
-                          skip=not bool(mask.any()))
+                          skip=not bool(mask.any()), reweight=reweight)
 
     def _non_redundant(self, probs: Tensor, reliable: Tensor) -> Tensor:
         """(N,) samples whose mean reliable distribution differs from the moving average."""

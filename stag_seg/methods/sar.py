@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import math
 
+from torch import Tensor
+
 from ..dist import rank_mean
 from ..registry import TTA_METHODS
 from ..stag.entropy import entropy
 from ..structures import StepContext, TapOutput
-from .base import MethodLoss, valid_mean
+from .base import MethodLoss, at_positions, valid_mean
 from .tent import Tent
 
 
@@ -95,16 +97,25 @@ class SAR(Tent):
             mask &= out.valid
         loss = valid_mean(ent, mask)
         return MethodLoss(loss, mask=mask, stats=dict(sar_entropy=float(ent.detach().mean()),
-                                                      sar_selected=float(mask.float().mean())))
+                                                      sar_selected=float(mask.float().mean())),
+                          reweight=lambda m: valid_mean(ent * at_positions(m, ent), mask))
 
     def second_loss(self, out: TapOutput, first: MethodLoss, ctx: StepContext) -> MethodLoss:
         ent = entropy(out.logits, dim=1)
         mask = first.mask & (ent.detach() < self.margin(out.logits.size(1)))
         loss = valid_mean(ent, mask)
         # kept for after_step: the moving average and the reset follow the second loss
-        self.last_second = MethodLoss(loss, mask=mask,
-                                      stats=dict(sar_selected=float(mask.float().mean())))
+        self.last_second = MethodLoss(
+            loss, mask=mask, stats=dict(sar_selected=float(mask.float().mean())),
+            reweight=lambda m: self._reweighted_second(ent, m, mask))
         return self.last_second
+
+    def _reweighted_second(self, ent: Tensor, multiplier: Tensor, mask: Tensor) -> Tensor:
+        """The second loss with its terms reweighted; the moving average and the resets
+        follow it, as they follow the loss that is minimised."""
+        loss = valid_mean(ent * at_positions(multiplier, ent), mask)
+        self.last_second.loss = loss
+        return loss
 
     def after_step(self, out: TapOutput | None, ctx: StepContext) -> None:
         second = self.last_second

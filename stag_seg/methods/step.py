@@ -130,8 +130,29 @@ def selected_fraction(mask: Tensor | None, valid: Tensor | None) -> float:
 
 def total_loss(method: BaseTTAMethod, out: TapOutput,
                base: MethodLoss) -> tuple[Tensor, dict[str, float]]:
-    """The method's loss plus each regularizer's, on the method's own mask and weights."""
-    total, stats = base.loss, dict(base.stats)
+    """The method's loss plus each regularizer's, on the method's own mask and weights.
+
+    A regularizer that reweights (it has ``multiplier()`` and returns one, as STAG with
+    ``mode='reweight'``) first multiplies the method's per-position terms (``base.reweight``);
+    several multiply together.
+
+    Raises:
+        TypeError: a regularizer reweights a method whose loss has no per-position terms.
+    """
+    multiplier, stats = None, dict(base.stats)
+    for reg in method.regularizers:
+        fn = getattr(reg, 'multiplier', None)
+        found, reg_stats = fn(out.logits, out.weight, out.bias, out.features, base.mask,
+                              base.weights) if fn is not None else (None, {})
+        if found is not None:
+            multiplier = found if multiplier is None else multiplier * found
+            stats.update(reg_stats)
+    if multiplier is not None:
+        if base.reweight is None:
+            raise TypeError(f'{method!r}: its loss has no per-position terms to reweight (a '
+                            'regularizer with mode=\'reweight\'); use mode=\'loss\'')
+        base.loss = base.reweight(multiplier)
+    total = base.loss
     for reg in method.regularizers:
         reg_loss, reg_stats = reg(out.logits, out.weight, out.bias, out.features, base.mask,
                                   base.weights)

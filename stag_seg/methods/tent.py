@@ -38,7 +38,7 @@ from torch import nn
 from ..registry import TTA_METHODS
 from ..stag.entropy import entropy
 from ..structures import StepContext, TapOutput
-from .base import BaseTTAMethod, MethodLoss, valid_mean
+from .base import BaseTTAMethod, MethodLoss, at_positions, valid_mean
 from .params import collect_norm_params, drop_frozen, use_batch_statistics
 
 
@@ -117,7 +117,9 @@ class Tent(BaseTTAMethod):
             per_pos = F.cross_entropy(out.logits, out.logits.detach().argmax(1), reduction='none')
         loss = valid_mean(per_pos, out.valid)
         return MethodLoss(loss, mask=out.valid,
-                          stats={f'tent_{self.loss_type}': float(loss.detach())})
+                          stats={f'tent_{self.loss_type}': float(loss.detach())},
+                          reweight=lambda m: valid_mean(per_pos * at_positions(m, per_pos),
+                                                        out.valid))
 
     def _loss_at_original(self, out: TapOutput, ctx: StepContext) -> MethodLoss:
         """The loss over every pixel at the scored size (the CoTTA segmentation code's).

@@ -35,11 +35,14 @@ from torch import Tensor
 from .anchors import Anchors
 from .entropy import GRADIENTS, entropy, logit_grad
 
-__all__ = ['SPACES', 'FORMS', 'WEIGHTINGS', 'gram_matrices', 'stag_cosine', 'stag_loss']
+__all__ = ['FORMS', 'REWEIGHTS', 'SPACES', 'WEIGHTINGS', 'alignment_multiplier',
+           'gram_matrices', 'stag_cosine', 'stag_loss']
 
 SPACES = ('feature', 'logit', 'weight')
 FORMS = ('gram', 'explicit')
 WEIGHTINGS = ('none', 'entropy')
+#: The functions of the alignment that reweight a base method (:func:`alignment_multiplier`).
+REWEIGHTS = ('threshold', 'smooth', 'threshold+smooth')
 
 
 def gram_matrices(weight: Tensor, anchors: Anchors,
@@ -234,3 +237,38 @@ def _broadcast(x: Tensor, like: Tensor, name: str) -> Tensor:
         return x.view(-1, *([1] * (like.dim() - 1))).expand_as(like)
     raise ValueError(f'{name} must have shape (N,) = ({like.size(0)},) or (N, *) = '
                      f'{tuple(like.shape)}, got {tuple(x.shape)}')
+
+
+def alignment_multiplier(cos: Tensor,
+                         valid: Tensor,
+                         reweight: str = 'smooth',
+                         threshold: float = 0.0,
+                         power: float = 1.0) -> Tensor:
+    """The weighting reading: a detached multiplier (N, *) of the base method's per-position
+    loss terms, from each position's alignment ``cos`` (:func:`stag_cosine`).
+
+    - ``'threshold'``: 1 where ``cos >= threshold``, else 0: a position whose entropy gradient
+      disagrees with its class's anchor is left out of the base loss;
+    - ``'smooth'``: ``((1 + cos) / 2) ** power``, from 0 (opposed) to 1 (aligned);
+    - ``'threshold+smooth'``: their product.
+
+    Positions without a defined cosine (``valid`` False: a one-hot prediction) keep 1: the
+    alignment says nothing about them.
+
+    Args:
+        cos (Tensor): (N, *) cosines. valid (Tensor): (N, *) bool.
+        reweight (str): One of :data:`REWEIGHTS`. Defaults to ``'smooth'``.
+        threshold (float): The threshold's cosine. Defaults to 0.0.
+        power (float): The smooth weight's exponent, > 0. Defaults to 1.0.
+    """
+    if reweight not in REWEIGHTS:
+        raise ValueError(f'reweight must be one of {REWEIGHTS}, got {reweight!r}')
+    if power <= 0:
+        raise ValueError(f'power must be > 0, got {power}')
+    cos = cos.detach()
+    multiplier = torch.ones_like(cos)
+    if 'threshold' in reweight:
+        multiplier = multiplier * (cos >= threshold).to(cos.dtype)
+    if 'smooth' in reweight:
+        multiplier = multiplier * ((1 + cos) / 2).clamp_min(0).pow(power)
+    return torch.where(valid, multiplier, torch.ones_like(multiplier))

@@ -12,9 +12,14 @@ from torch import Tensor
 from ..registry import TTA_REGULARIZERS
 from .anchors import Anchors, compute_anchors
 from .entropy import GRADIENTS
-from .loss import FORMS, SPACES, WEIGHTINGS, gram_matrices, stag_loss
+import torch
+
+from .loss import (FORMS, REWEIGHTS, SPACES, WEIGHTINGS, _broadcast, alignment_multiplier,
+                   gram_matrices, stag_cosine, stag_loss)
 
 ANCHOR_MODES = ('frozen', 'live')
+#: What the alignment does: a loss term, a reweighting of the base method's loss, or both.
+MODES = ('loss', 'reweight', 'loss+reweight')
 
 
 @TTA_REGULARIZERS.register_module()
@@ -48,6 +53,15 @@ class STAG:
             ``'live'`` (from the current classifier at every step, for methods that update it).
             Defaults to ``'frozen'``.
         eps (float): Gradient norms at or below ``eps`` count as zero. Defaults to 1e-12.
+        mode (str): ``'loss'`` (the loss term above), ``'reweight'`` (no loss term: the base
+            method's per-position loss terms are multiplied by a detached function of the
+            alignment, :func:`~stag_seg.stag.loss.alignment_multiplier`) or
+            ``'loss+reweight'`` (both; the loss term keeps the method's own weights).
+            Defaults to ``'loss'``.
+        reweight (str): The function of ``mode='reweight'``: ``'threshold'``, ``'smooth'`` or
+            ``'threshold+smooth'``. Defaults to ``'smooth'``.
+        threshold (float): The threshold's cosine. Defaults to 0.0.
+        power (float): The smooth weight's exponent. Defaults to 1.0.
     """
 
     def __init__(self,
@@ -60,7 +74,11 @@ class STAG:
                  anchor_temperature: float | None = None,
                  use_bias: bool = True,
                  anchors: str = 'frozen',
-                 eps: float = 1e-12) -> None:
+                 eps: float = 1e-12,
+                 mode: str = 'loss',
+                 reweight: str = 'smooth',
+                 threshold: float = 0.0,
+                 power: float = 1.0) -> None:
         if space not in SPACES:
             raise ValueError(f'STAG.space must be one of {SPACES}, got {space!r}')
         if gradient not in GRADIENTS:
@@ -78,6 +96,12 @@ class STAG:
                              f'{anchor_temperature}')
         if weight < 0:
             raise ValueError(f'STAG.weight must be >= 0, got {weight}')
+        if mode not in MODES:
+            raise ValueError(f'STAG.mode must be one of {MODES}, got {mode!r}')
+        if reweight not in REWEIGHTS:
+            raise ValueError(f'STAG.reweight must be one of {REWEIGHTS}, got {reweight!r}')
+        if power <= 0:
+            raise ValueError(f'STAG.power must be > 0, got {power}')
         self.weight = float(weight)
         self.space = space
         self.gradient = gradient
@@ -88,6 +112,10 @@ class STAG:
         self.use_bias = use_bias
         self.anchor_mode = anchors
         self.eps = eps
+        self.mode = mode
+        self.reweight = reweight
+        self.threshold = float(threshold)
+        self.power = float(power)
         self.anchors: Anchors | None = None
         self._gram_key: tuple | None = None
         self._gram_anchors: Anchors | None = None
@@ -112,10 +140,13 @@ class STAG:
 
     def _options(self) -> dict:
         """The options that choose the loss (all of ``__init__``'s but ``eps``)."""
-        return dict(weight=self.weight, space=self.space, gradient=self.gradient,
-                    weighting=self.weighting, form=self.form, temperature=self.temperature,
-                    anchor_temperature=self.anchor_temperature, use_bias=self.use_bias,
-                    anchors=self.anchor_mode)
+        options = dict(weight=self.weight, space=self.space, gradient=self.gradient,
+                       weighting=self.weighting, form=self.form, temperature=self.temperature,
+                       anchor_temperature=self.anchor_temperature, use_bias=self.use_bias,
+                       anchors=self.anchor_mode, mode=self.mode)
+        if self.mode != 'loss':  # the reweighting's own options mean nothing without it
+            options.update(reweight=self.reweight, threshold=self.threshold, power=self.power)
+        return options
 
     def __repr__(self) -> str:
         return f'STAG({", ".join(f"{k}={v!r}" for k, v in self._options().items())})'
@@ -140,6 +171,8 @@ class STAG:
             tuple[Tensor, dict]: ``weight * L_STAG`` and ``{'stag_loss', 'stag_cos',
             'stag_used'}`` (unweighted loss, mean cosine and fraction of positions used).
         """
+        if self.mode == 'reweight':  # no loss term: multiplier() does the work
+            return logits.new_zeros(()), {}
         anchors = self._anchors_for(weight, bias)
         gram = self._gram_for(weight, anchors)
         loss, cos, used = stag_loss(logits, weight, anchors, features, mask, weights,
@@ -152,6 +185,40 @@ class STAG:
                      else float('nan'),
                      stag_used=n_used / max(used.numel(), 1))
         return self.weight * loss, stats
+
+    def multiplier(self,
+                   logits: Tensor,
+                   weight: Tensor,
+                   bias: Tensor | None = None,
+                   features: Tensor | None = None,
+                   mask: Tensor | None = None,
+                   weights: Tensor | None = None) -> tuple[Tensor | None, dict[str, float]]:
+        """The weighting reading's multiplier of the base method's per-position terms, or None
+        with ``mode='loss'``.
+
+        Returns:
+            tuple: The detached (N, *) multiplier (1 where the cosine is undefined) and
+            ``{'stag_cos', 'stag_multiplier'}`` (the mean cosine and mean multiplier over the
+            positions the method selected).
+        """
+        if self.mode == 'loss':
+            return None, {}
+        with torch.no_grad():
+            detached = (logits.detach(), weight.detach(),
+                        None if bias is None else bias.detach(),
+                        None if features is None else features.detach())
+            anchors = self._anchors_for(detached[1], detached[2])
+            cos, valid = stag_cosine(detached[0], detached[1], anchors, detached[3], self.space,
+                                     self.form, self.temperature, self.eps,
+                                     gradient=self.gradient)
+            multiplier = alignment_multiplier(cos, valid, self.reweight, self.threshold,
+                                              self.power)
+            used = valid if mask is None else valid & _broadcast(mask, cos, 'mask').bool()
+            n_used = int(used.sum())
+            stats = dict(stag_cos=float((cos * used).sum()) / n_used if n_used
+                         else float('nan'),
+                         stag_multiplier=float(multiplier.mean()))
+        return multiplier, stats
 
     def reset(self, keep_anchors: bool = True) -> None:
         """Forget the cached Gram matrices and live anchors.
