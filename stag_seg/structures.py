@@ -78,12 +78,16 @@ class MethodLoss:
         stats (dict): Scalars to log (floats).
         skip (bool): Take no optimizer step this time (nothing was selected), as the reference
             implementations of EATA and DeYO do.
+        out (TapOutput | None): The tapped forward the loss was taken on, when it is not the
+            step's main forward (RoTTA trains on its memory bank's augmented samples); the
+            regularizers then take their logits from it, with ``mask`` and ``weights``.
     """
     loss: Tensor
     mask: Tensor | None = None
     weights: Tensor | None = None
     stats: dict = field(default_factory=dict)
     skip: bool = False
+    out: TapOutput | None = None
 
 
 @dataclass

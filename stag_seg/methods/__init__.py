@@ -6,15 +6,17 @@ from .deyo import DeYO, patch_shuffle, shuffle_patches_per_sample, unshuffle_pat
 from .eata import EATA, estimate_fisher
 from .norm import Norm
 from .params import NORM_TYPES, collect_norm_params, norm_layers, use_batch_statistics
+from .rdumb import RDumb
 from .sar import SAR
 from .source import Source
-from .step import Step, adapt_step, sam_update, update
+from .step import Step, adapt_step, sam_update, update, warm_up
+from .teachers import ema_update, frozen_copy
 from .tent import Tent
 
 __all__ = [
-    'BaseTTAMethod', 'CoTTA', 'DeYO', 'EATA', 'MethodLoss', 'NORM_TYPES', 'Norm', 'SAR',
-    'Source', 'Step', 'Tent', 'adapt_step', 'build_method', 'collect_norm_params',
-    'estimate_fisher', 'norm_layers', 'patch_shuffle', 'sam_update',
+    'BaseTTAMethod', 'CoTTA', 'DeYO', 'EATA', 'MethodLoss', 'NORM_TYPES', 'Norm', 'RDumb', 'SAR',
+    'Source', 'Step', 'Tent', 'adapt_step', 'build_method', 'collect_norm_params', 'ema_update',
+    'estimate_fisher', 'frozen_copy', 'norm_layers', 'patch_shuffle', 'sam_update',
     'shuffle_patches_per_sample', 'unshuffle_patches', 'update', 'use_batch_statistics',
-    'valid_mean',
+    'valid_mean', 'warm_up',
 ]
