@@ -35,7 +35,7 @@ PUBLIC_LR = {'resnet50': 2.5e-4, 'resnet50-gn': 2.5e-4, 'vit-b16': 1e-3}
 NORM_TYPES = (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)
 #: The continual baselines' ImageNet-C optimizers (type, lr, Nesterov) in
 #: mariodoebler/test-time-adaptation's cfgs/imagenet_c/{rdumb,rotta,rmt,roid}.yaml.
-REFERENCE_OPTIMIZERS = {'rdumb': ('SGD', 2.5e-4, True)}
+REFERENCE_OPTIMIZERS = {'rdumb': ('SGD', 2.5e-4, True), 'rotta': ('Adam', 1e-3, False)}
 
 
 def _build(cfg: dict) -> nn.Module:

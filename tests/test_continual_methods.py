@@ -204,3 +204,241 @@ def test_rdumb_equals_the_reference_eata_without_fisher_and_its_reset(family):
     # the scenario exercises what it should: steps with and without a selection, two resets
     assert [s['scheduled_reset'] for s in stats] == [0, 0, 1, 0, 0, 1, 0]
     assert {s['skipped'] for s in stats} == {0.0, 1.0}
+
+
+# ------------------------------------------------------------------------------ RoTTA
+class _RBN(nn.Module):
+    """BIT-DA's RobustBN2d (core/utils/bn_layers.py), restated: blend the held statistics with
+    the batch's (biased variance) in train mode, keep the blend, normalise with it."""
+
+    def __init__(self, bn: nn.BatchNorm2d, alpha: float) -> None:
+        super().__init__()
+        self.alpha, self.eps = alpha, bn.eps
+        self.register_buffer('source_mean', copy.deepcopy(bn.running_mean))
+        self.register_buffer('source_var', copy.deepcopy(bn.running_var))
+        self.weight = copy.deepcopy(bn.weight)
+        self.bias = copy.deepcopy(bn.bias)
+
+    def forward(self, x):
+        if self.training:
+            b_var, b_mean = torch.var_mean(x, dim=[0, 2, 3], unbiased=False)
+            mean = (1 - self.alpha) * self.source_mean + self.alpha * b_mean
+            var = (1 - self.alpha) * self.source_var + self.alpha * b_var
+            self.source_mean, self.source_var = mean.detach(), var.detach()
+        else:
+            mean, var = self.source_mean, self.source_var
+        x = (x - mean.view(1, -1, 1, 1)) / torch.sqrt(var.view(1, -1, 1, 1) + self.eps)
+        return x * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
+class _CSTU:
+    """BIT-DA's category-balanced memory (core/utils/memory.py), restated."""
+
+    def __init__(self, capacity, num_class, lambda_t=1.0, lambda_u=1.0):
+        self.capacity, self.num_class = capacity, num_class
+        self.per_class = capacity / num_class
+        self.lambda_t, self.lambda_u = lambda_t, lambda_u
+        self.data = [[] for _ in range(num_class)]  # [image, uncertainty, age]
+
+    def score(self, age, u):
+        return (self.lambda_t * 1 / (1 + math.exp(-age / self.capacity))
+                + self.lambda_u * u / math.log(self.num_class))
+
+    def occupancy(self):
+        return sum(len(d) for d in self.data)
+
+    def add_instance(self, x, cls, u):
+        new_score = self.score(0, u)
+        if self.remove_instance(cls, new_score):
+            self.data[cls].append([x, u, 0])
+        for items in self.data:
+            for item in items:
+                item[2] += 1
+
+    def remove_instance(self, cls, score):
+        if len(self.data[cls]) < self.per_class:
+            if self.occupancy() < self.capacity:
+                return True
+            counts = [len(d) for d in self.data]
+            majority = [c for c in range(self.num_class) if counts[c] == max(counts)]
+            return self.remove_from_classes(majority, score)
+        return self.remove_from_classes([cls], score)
+
+    def remove_from_classes(self, classes, base):
+        best = None
+        for c in classes:
+            for i, item in enumerate(self.data[c]):
+                s = self.score(item[2], item[1])
+                if best is None or s >= best[0]:
+                    best = (s, c, i)
+        if best is None:
+            return True
+        if best[0] > base:
+            self.data[best[1]].pop(best[2])
+            return True
+        return False
+
+    def get_memory(self):
+        items = [item for items in self.data for item in items]
+        return [i[0] for i in items], [i[2] / self.capacity for i in items]
+
+
+def _rotta_oracle(oracle: Oracle, xs, lr, capacity, frequency, seed, nu=0.001, alpha=0.05):
+    """BIT-DA's RoTTA step (core/adapter/rotta.py), with mariodoebler's configuration
+    (rotta.py configure_model: LayerNorm and GroupNorm affine trained too) and EMA form."""
+    net = oracle.net
+    net.requires_grad_(False)
+    for name, m in list(net.named_modules()):
+        if isinstance(m, nn.BatchNorm2d):
+            parent, _, child = name.rpartition('.')
+            rbn = _RBN(m, alpha)
+            rbn.requires_grad_(True)
+            setattr(net.get_submodule(parent), child, rbn)
+        elif isinstance(m, (nn.LayerNorm, nn.GroupNorm)):
+            m.requires_grad_(True)
+    opt = torch.optim.Adam(_norm_affine(net, (_RBN, nn.LayerNorm, nn.GroupNorm)), lr=lr,
+                           betas=(0.9, 0.999), weight_decay=0.0)
+    teacher = copy.deepcopy(net)
+    for p in teacher.parameters():
+        p.detach_()
+    teacher_fn = Oracle(teacher)
+    memory, current, outputs = _CSTU(capacity, NUM_CLS), 0, []
+    gen = torch.Generator().manual_seed(seed)
+
+    def strong_aug(x):
+        return apply_view(x, draw_reference_view(gen, tuple(x.shape)))
+
+    def update():
+        net.train()
+        teacher.train()
+        data, ages = memory.get_memory()
+        x = torch.stack(data)
+        x_aug = strong_aug(x)
+        with torch.no_grad():
+            t = teacher_fn(x)
+        s = oracle(x_aug)
+        ages = torch.tensor(ages).float()
+        w = (torch.exp(-ages) / (1 + torch.exp(-ages))).to(s)
+        loss = (-(t.softmax(1) * s.log_softmax(1)).sum(1) * w).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            m = 1 - nu
+            for tp, sp in zip(teacher.parameters(), net.parameters()):
+                tp.data = m * tp.data + (1 - m) * sp.data
+
+    for x in xs:
+        with torch.no_grad():
+            net.eval()
+            teacher.eval()
+            logits = teacher_fn(x)
+            p = logits.softmax(1)
+            labels = p.argmax(1)
+            u = torch.sum(-p * torch.log(p + 1e-6), dim=1)
+        with torch.enable_grad():
+            for i in range(x.size(0)):
+                memory.add_instance(x[i], int(labels[i]), float(u[i]))
+                current += 1
+                if current % frequency == 0:
+                    update()
+        outputs.append(logits)
+    return outputs, memory, teacher
+
+
+@pytest.mark.parametrize('family', FAMILIES)
+def test_rotta_equals_the_reference_step(family):
+    lr, capacity, frequency, seed = 0.02, 6, 5, 3
+    method = dict(type='RoTTA', memory_size=capacity, update_frequency=frequency, seed=seed,
+                  optim_wrapper=dict(optimizer=dict(type='Adam', lr=lr)))
+    tta, plain = _models(family, method, seed=3)
+    batches = [_batch(seed, 4) for seed in range(6)]  # 24 samples: 4 updates, mid-batch
+    scores, stats = _run_toolkit(tta, batches)
+    oracle = Oracle(plain)
+    logits, memory, teacher = _rotta_oracle(oracle, [oracle.pixels(b) for b in batches], lr, capacity,
+                                   frequency, seed)
+    _assert_parity(tta, plain, scores, logits)
+    # the teacher, its statistics and the memory agree too
+    rotta = tta.tta_method
+    for (name, ours), theirs in zip(rotta.teacher.named_parameters(), teacher.parameters()):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-9, msg=name)
+    got_data, got_ages = rotta.memory.contents()
+    want_data, want_ages = memory.get_memory()
+    assert got_ages == want_ages
+    assert [s['rotta_updated'] for s in stats] == [0, 1, 1, 1, 1, 0]
+    assert [len(c) for c in rotta.memory.data] == [len(c) for c in memory.data]
+    # the stored images are the oracle's (preprocessed here, [0, 1] pixels there)
+    for ours, theirs in zip(got_data, want_data):
+        torch.testing.assert_close((ours * STD + MEAN) / 255, theirs, rtol=0, atol=1e-12)
+    if family == 'bn_resnet':
+        ours = {n: b for n, b in tta.named_buffers() if n.endswith('running_mean')}
+        theirs = {n.replace('source_mean', 'running_mean'): b
+                  for n, b in plain.named_buffers() if n.endswith('source_mean')}
+        assert ours.keys() == theirs.keys() and ours
+        for name in ours:
+            torch.testing.assert_close(ours[name], theirs[name], rtol=0, atol=1e-9, msg=name)
+
+
+# ------------------------------------------------------------------------------ the views
+@pytest.mark.parametrize('roid', [False, True])
+def test_reference_views_draw_in_the_reference_order(roid):
+    """``draw_reference_view`` with a generator seeded s draws what the reference transform
+    draws from torch's global generator after ``torch.manual_seed(s)``: ColorJitterPro's
+    permutation and factors, then torchvision's own RandomAffine and GaussianBlur parameters,
+    the flip and the noise (mariodoebler's transforms_cotta.py; ROID's variant has no blur and
+    no noise)."""
+    transforms = pytest.importorskip('torchvision.transforms')
+    shape, ranges = (2, 3, 32, 32), [(0.6, 1.4), (0.7, 1.3), (0.5, 1.5), (-0.06, 0.06),
+                                     (0.7, 1.3)]
+    for seed in range(4):
+        params = draw_reference_view(torch.Generator().manual_seed(seed), shape, blur=not roid,
+                                     noise=not roid, padding='reflect' if roid else 'edge')
+        torch.manual_seed(seed)
+        order = torch.randperm(5).tolist()
+        factors = {i: torch.tensor(1.0).uniform_(*ranges[i]).item() for i in order}
+        angle, shift, scale, _ = transforms.RandomAffine.get_params(
+            [-15.0, 15.0], [1 / 16, 1 / 16], [0.9, 1.1], None, [64, 64])  # the padded size
+        sigma = None if roid else transforms.GaussianBlur.get_params(0.001, 0.5)
+        flip = bool(torch.rand(1) < 0.5)
+        noise = None if roid else torch.randn(shape) * 0.005
+        assert list(params.order) == order
+        assert [params.brightness, params.contrast, params.saturation, params.hue,
+                params.gamma] == [factors[i] for i in range(5)]
+        assert (params.angle, params.translate, params.scale, params.sigma, params.flip) == (
+            angle, tuple(shift), scale, sigma, flip)
+        assert (params.noise is None) if roid else torch.equal(params.noise, noise)
+        assert params.padding == ('reflect' if roid else 'edge')
+
+
+def test_roids_view_is_torchvisions_reflect_pad_affine_and_crop():
+    TF = pytest.importorskip('torchvision.transforms.functional')
+    from torchvision.transforms import InterpolationMode
+
+    from stag_seg.methods.augment import warp
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 32)
+    for angle, shift, scale in [(10.0, (3, -2), 1.05), (-14.0, (-4, 4), 0.92)]:
+        padded = TF.pad(x, 16, padding_mode='reflect')
+        expected = TF.affine(padded, angle=angle, translate=list(shift), scale=scale,
+                             shear=[0.0, 0.0], interpolation=InterpolationMode.BILINEAR)
+        torch.testing.assert_close(warp(x, angle, shift, scale, None, 'reflect'),
+                                   TF.center_crop(expected, 32), rtol=0, atol=1e-5)
+
+
+def test_rotta_robust_batchnorm_is_built_on_attach_and_undone_on_detach():
+    method = dict(type='RoTTA', memory_size=4, update_frequency=4,
+                  optim_wrapper=dict(optimizer=dict(type='Adam', lr=0.01)))
+    tta, _ = _models('bn_resnet', method)
+    originals = [m for m in tta.modules() if isinstance(m, nn.BatchNorm2d)]
+    _run_toolkit(tta, [_batch(seed, 4) for seed in range(2)])  # one update: statistics move
+    robust = [m for m in tta.modules() if type(m).__name__ == 'RobustBatchNorm']
+    assert len(robust) == len(originals) and not any(
+        isinstance(m, nn.BatchNorm2d) for m in tta.modules())
+    held = [m.running_mean.clone() for m in robust]
+    tta.tta_adapter.detach()
+    assert [m for m in tta.modules() if isinstance(m, nn.BatchNorm2d)] == originals
+    for bn, mean in zip(originals, held):  # the adapted statistics and affine parameters stay
+        assert torch.equal(bn.running_mean, mean)
+    with pytest.raises(ValueError, match='RoTTA updates after every update_frequency=4'):
+        tta2, _ = _models('bn_resnet', method)
+        _run_toolkit(tta2, [_batch(0, 9)])
