@@ -35,7 +35,8 @@ PUBLIC_LR = {'resnet50': 2.5e-4, 'resnet50-gn': 2.5e-4, 'vit-b16': 1e-3}
 NORM_TYPES = (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)
 #: The continual baselines' ImageNet-C optimizers (type, lr, Nesterov) in
 #: mariodoebler/test-time-adaptation's cfgs/imagenet_c/{rdumb,rotta,rmt,roid}.yaml.
-REFERENCE_OPTIMIZERS = {'rdumb': ('SGD', 2.5e-4, True), 'rotta': ('Adam', 1e-3, False)}
+REFERENCE_OPTIMIZERS = {'rdumb': ('SGD', 2.5e-4, True), 'rotta': ('Adam', 1e-3, False),
+                        'rmt': ('SGD', 0.01, True)}
 
 
 def _build(cfg: dict) -> nn.Module:
@@ -195,7 +196,7 @@ def test_each_imagenet_c_config_loads_with_its_method_and_stream(path):
     regs = tta.get('regularizers', [])
     if stag:
         assert [r['type'] for r in regs] == ['STAG']
-        if method == 'cotta':  # CoTTA trains the classifier, so the anchors follow it
+        if method in ('cotta', 'rmt'):  # they train the classifier, so the anchors follow it
             assert regs[0] == dict(type='STAG', anchors='live')
         else:  # STAG with the defaults of _base_/tta/stag.py
             assert regs[0] == Config.fromfile(
@@ -218,6 +219,12 @@ def test_each_imagenet_c_config_loads_with_its_method_and_stream(path):
             REFERENCE_OPTIMIZERS[method]
     if method == 'rdumb':
         assert (tta.reset_every, tta.d_margin, tta.e0) == (1000, 0.05, None)
+    if method == 'rmt':  # the source-free variant of scripts/run.sh; prototypes need the source
+        source_free = 'source-free' in path
+        assert (tta.lambda_ce_src, tta.warmup_samples) == ((0.0, 0) if source_free
+                                                           else (1.0, 50000))
+        assert tta.source_data.dataloader.dataset.data_prefix == 'train'
+        assert tta.get('attention_inputs', True) == (model != 'vit-b16')
     if method == 'deyo':  # DeYO's exp_deyo.sh: 0.3 in the mild (BN) setting, 0.2 otherwise
         assert tta.plpd_threshold == (0.3 if model == 'resnet50' else 0.2)
     # the stream: the 15 corruptions at severity 5 in the benchmark order, 5000 images, bs 64

@@ -355,8 +355,8 @@ def test_rotta_equals_the_reference_step(family):
     batches = [_batch(seed, 4) for seed in range(6)]  # 24 samples: 4 updates, mid-batch
     scores, stats = _run_toolkit(tta, batches)
     oracle = Oracle(plain)
-    logits, memory, teacher = _rotta_oracle(oracle, [oracle.pixels(b) for b in batches], lr, capacity,
-                                   frequency, seed)
+    logits, memory, teacher = _rotta_oracle(oracle, [oracle.pixels(b) for b in batches], lr,
+                                            capacity, frequency, seed)
     _assert_parity(tta, plain, scores, logits)
     # the teacher, its statistics and the memory agree too
     rotta = tta.tta_method
@@ -442,3 +442,178 @@ def test_rotta_robust_batchnorm_is_built_on_attach_and_undone_on_detach():
     with pytest.raises(ValueError, match='RoTTA updates after every update_frequency=4'):
         tta2, _ = _models('bn_resnet', method)
         _run_toolkit(tta2, [_batch(0, 9)])
+
+
+# ------------------------------------------------------------------------------ RMT
+def _source_loader(num=16, batch_size=4):
+    """Labelled source images (every class), in a fixed order, as MMEngine batches."""
+    from mmpretrain.structures import DataSample
+    from torch.utils.data import DataLoader
+    gen = torch.Generator().manual_seed(100)
+    items = [(torch.randint(0, 256, (3, 32, 32), generator=gen, dtype=torch.uint8), i % NUM_CLS)
+             for i in range(num)]
+
+    def collate(batch):
+        return dict(inputs=[img for img, _ in batch],
+                    data_samples=[DataSample().set_gt_label(label) for _, label in batch])
+    return DataLoader(items, batch_size=batch_size, shuffle=False, collate_fn=collate)
+
+
+def _sce(x, t, alpha=0.5):
+    """mariodoebler's SymmetricCrossEntropy (utils/losses.py), per sample, on logits."""
+    return (-(1 - alpha) * (t.softmax(1) * x.log_softmax(1)).sum(1)
+            - alpha * (x.softmax(1) * t.log_softmax(1)).sum(1))
+
+
+def _supcon(features, projector, tau):
+    """rmt.py contrastive_loss in mode 'all', without labels: (B, V, D) features."""
+    batch, views = features.shape[:2]
+    flat = torch.cat(torch.unbind(features, dim=1), dim=0)  # view-major
+    z = F.normalize(projector(flat), p=2, dim=1)
+    logits = torch.div(torch.matmul(z, z.T), tau)
+    logits = logits - torch.max(logits, dim=1, keepdim=True)[0].detach()
+    mask = torch.eye(batch, dtype=z.dtype).repeat(views, views)
+    not_self = torch.scatter(torch.ones_like(mask), 1, torch.arange(batch * views).view(-1, 1), 0)
+    mask = mask * not_self
+    log_prob = logits - torch.log((torch.exp(logits) * not_self).sum(1, keepdim=True))
+    mean_pos = (mask * log_prob).sum(1) / mask.sum(1)
+    return (-(tau / tau) * mean_pos).view(views, batch).mean()
+
+
+def _rmt_oracle(oracle: Oracle, xs, lr, seed, warmup_steps, lambdas, source, projection=16,
+                momentum=0.999, tau=0.1):
+    """mariodoebler's RMT (rmt.py __init__, warmup, forward_and_adapt, configure_model)."""
+    net = oracle.net
+    net.eval()
+    net.requires_grad_(False)
+    for m in net.modules():
+        m.requires_grad_(True)
+    _batch_stats_bn(net)
+    params = [p for m in net.modules() for n, p in m.named_parameters(recurse=False)
+              if n in ('weight', 'bias') and p.requires_grad]
+    opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=0.0)
+    src_iter = iter(source)
+
+    def next_source():
+        nonlocal src_iter
+        try:
+            batch = next(src_iter)
+        except StopIteration:
+            src_iter = iter(source)
+            batch = next(src_iter)
+        labels = torch.cat([s.gt_label for s in batch['data_samples']])
+        return oracle.pixels(batch), labels
+
+    gen = torch.Generator().manual_seed(seed)
+    teacher = copy.deepcopy(net)
+    for p in teacher.parameters():
+        p.detach_()
+    teacher_fn = Oracle(teacher)
+    with torch.no_grad():  # prototypes: a fresh pass, the configured student
+        feats, labels = [], []
+        for batch in source:
+            feats.append(oracle.features(oracle.pixels(batch)))
+            labels.append(torch.cat([s.gt_label for s in batch['data_samples']]))
+        feats, labels = torch.cat(feats), torch.cat(labels)
+        protos = torch.stack([feats[labels == c].mean(0) for c in range(NUM_CLS)])
+    torch.manual_seed(seed)
+    projector = nn.Sequential(nn.Linear(protos.size(1), projection), nn.ReLU(),
+                              nn.Linear(projection, projection)).double()
+    opt.add_param_group(dict(params=projector.parameters(), lr=opt.param_groups[0]['lr']))
+
+    def ema():
+        with torch.no_grad():
+            for tp, sp in zip(teacher.parameters(), net.parameters()):
+                tp.data = momentum * tp.data + (1 - momentum) * sp.data
+
+    with torch.enable_grad():
+        for i in range(warmup_steps):
+            for group in opt.param_groups:
+                group['lr'] = lr * (i + 1) / warmup_steps
+            xs_src, _ = next_source()
+            loss = _sce(oracle(xs_src), teacher_fn(xs_src)).mean(0)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            ema()
+        for group in opt.param_groups:
+            group['lr'] = lr
+    outputs = []
+    for x in xs:
+        with torch.enable_grad():
+            f = oracle.features(x)
+            z = _classifier(net)(f)
+            x_aug = apply_view(x, draw_reference_view(gen, tuple(x.shape)))
+            fa = oracle.features(x_aug)
+            za = _classifier(net)(fa)
+            t = teacher_fn(x)
+            with torch.no_grad():
+                sim = F.cosine_similarity(protos[:, None], f[None], dim=-1)  # (C, B)
+                nearest = sim.topk(1, dim=0).indices.squeeze(0)
+            loss_cont = _supcon(torch.stack([protos[nearest], f, fa], dim=1), projector, tau)
+            loss_st = (0.5 * _sce(z, t) + 0.5 * _sce(za, t)).mean(0)
+            loss = lambdas['trg'] * loss_st + lambdas['cont'] * loss_cont
+            if lambdas['src'] > 0:
+                xs_src, ys = next_source()
+                loss = loss + lambdas['src'] * F.cross_entropy(oracle(xs_src), ys)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+        ema()
+        outputs.append((z + t).detach())
+    return outputs, teacher, projector
+
+
+@pytest.mark.parametrize('family', FAMILIES)
+@pytest.mark.parametrize('source_free', [False, True])
+def test_rmt_equals_the_reference_step(family, source_free):
+    from stag_seg.methods import RMT
+    lr, seed = 0.02, 5
+    lambdas = dict(src=0.0 if source_free else 1.0, trg=1.0, cont=1.0)
+    warmup = 0 if source_free else 3
+    method = RMT(source_data=dict(dataloader=_source_loader()), seed=seed, projection_dim=16,
+                 lambda_ce_src=lambdas['src'], warmup_samples=4 * warmup,
+                 optim_wrapper=dict(optimizer=dict(type='SGD', lr=lr, momentum=0.9,
+                                                   nesterov=True, weight_decay=0.0)))
+    tta, plain = _models(family, method)
+    batches = [_batch(seed, 6) for seed in range(4)]
+    scores, _ = _run_toolkit(tta, batches)
+    oracle = Oracle(plain)
+    logits, teacher, projector = _rmt_oracle(oracle, [oracle.pixels(b) for b in batches], lr,
+                                             seed, warmup, lambdas, _source_loader())
+    _assert_parity(tta, plain, scores, logits)
+    for ours, theirs in [(method.teacher, teacher), (method.projector, projector)]:
+        for (name, a), b in zip(ours.named_parameters(), theirs.parameters()):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-9, msg=name)
+
+
+def test_rmt_reset_returns_to_the_warmed_up_state_optimizer_included():
+    from stag_seg.methods import RMT
+    method = RMT(source_data=dict(dataloader=_source_loader()), seed=0, projection_dim=16,
+                 warmup_samples=8,
+                 optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.02, momentum=0.9)))
+    tta, plain = _models('bn_resnet', method)
+    tta.tta_adapter.attach()
+    warm = copy.deepcopy(tta.state_dict())
+    momentum = copy.deepcopy(method.optim_wrapper.state_dict()['state'])
+    assert momentum  # the warm-up stepped
+    assert not torch.equal(warm['head.fc.weight'], plain.state_dict()['head.fc.weight'])
+    teacher, projector = (copy.deepcopy(m.state_dict()) for m in (method.teacher,
+                                                                   method.projector))
+    _run_toolkit(tta, [_batch(0, 6), _batch(1, 6)])
+    assert not torch.equal(tta.state_dict()['head.fc.weight'], warm['head.fc.weight'])
+    method.reset(optimizer=True)
+    for name, value in tta.state_dict().items():
+        assert torch.equal(value, warm[name]), name
+    for key, state in method.optim_wrapper.state_dict()['state'].items():
+        assert torch.equal(state['momentum_buffer'], momentum[key]['momentum_buffer'])
+    for module, saved in [(method.teacher, teacher), (method.projector, projector)]:
+        for name, value in module.state_dict().items():
+            assert torch.equal(value, saved[name]), name
+
+
+def test_rmt_needs_source_images():
+    from stag_seg.methods import RMT
+    with pytest.raises(ValueError, match='RMT needs labelled source images'):
+        RMT(optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)), lambda_ce_src=0.0,
+            warmup_samples=0)

@@ -430,11 +430,12 @@ def test_each_family_runs_with_its_committed_checkpoint(family, norm_type, digit
 def test_the_suite_plans_each_run_once_in_the_tables_order():
     suite = load_suite(SUITE)
     labels = [r['label'] for r in select_rows(suite, family='gn')]
-    assert labels == ['Source', 'Tent', 'EATA (with Fisher)', 'SAR', 'DeYO', 'RDumb', 'RoTTA']
+    baselines = ['RDumb', 'RoTTA', 'RMT (source replay)']
+    assert labels == ['Source', 'Tent', 'EATA (with Fisher)', 'SAR', 'DeYO'] + baselines
     # BatchNorm adds Norm after Source; --with logit the logit reading after Tent
     rows = select_rows(suite, family='bn', extra=['logit'])
     assert [r['label'] for r in rows] == ['Source', 'Norm', 'Tent', 'Tent, STAG logit λ=4',
-                                          'EATA (with Fisher)', 'SAR', 'DeYO', 'RDumb', 'RoTTA']
+                                          'EATA (with Fisher)', 'SAR', 'DeYO'] + baselines
     runs = plan_runs(suite, rows[:4], 'out', ['mixed', 'batch1'], 'bn', [1, 0])
     # setting, row, without then with STAG, seed; plain Tent runs once for its two rows
     assert [(r.setting, r.name, r.seed) for r in runs[:9]] == [

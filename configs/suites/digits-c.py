@@ -1,4 +1,4 @@
-# Digits-C: Source, Tent, EATA, SAR, DeYO and the continual baselines (RDumb, RoTTA), each with
+# Digits-C: Source, Tent, EATA, SAR, DeYO and the continual baselines (RDumb, RoTTA, RMT), each with
 # and without STAG, in the continual setting and the three "wild" ones of SAR (Niu et al., ICLR
 # 2023), over the 15 corruptions, over seeds.
 #   python tools/run_suite.py configs/suites/digits-c.py [--settings ...] [--methods ...]
@@ -25,6 +25,7 @@ rows = [
     # the continual baselines (docs/en/methods/): RDumb resets only in the batch-1 setting
     dict(label='RDumb', plain='rdumb', variant='rdumb_stag'),
     dict(label='RoTTA', plain='rotta', variant='rotta_stag'),
+    dict(label='RMT (source replay)', plain='rmt', variant='rmt_stag'),
 ]
 settings = dict(
     continual=[],  # the configs as they are
