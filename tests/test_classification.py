@@ -36,7 +36,7 @@ NORM_TYPES = (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)
 #: The continual baselines' ImageNet-C optimizers (type, lr, Nesterov) in
 #: mariodoebler/test-time-adaptation's cfgs/imagenet_c/{rdumb,rotta,rmt,roid}.yaml.
 REFERENCE_OPTIMIZERS = {'rdumb': ('SGD', 2.5e-4, True), 'rotta': ('Adam', 1e-3, False),
-                        'rmt': ('SGD', 0.01, True)}
+                        'rmt': ('SGD', 0.01, True), 'roid': ('SGD', 2.5e-4, True)}
 
 
 def _build(cfg: dict) -> nn.Module:

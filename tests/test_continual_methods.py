@@ -617,3 +617,93 @@ def test_rmt_needs_source_images():
     with pytest.raises(ValueError, match='RMT needs labelled source images'):
         RMT(optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)), lambda_ce_src=0.0,
             warmup_samples=0)
+
+
+# ------------------------------------------------------------------------------ ROID
+def _slr(logits, clip=0.99, eps=1e-5):
+    """mariodoebler's SoftLikelihoodRatio (utils/losses.py), per sample."""
+    probs = torch.clamp(logits.softmax(1), 0, clip)
+    return -(probs * torch.log(probs / (1 - probs) + eps)).sum(1)
+
+
+def _roid_oracle(oracle: Oracle, xs, lr, seed, batch_size, temperature=1 / 3,
+                 momentum_src=0.99, momentum_probs=0.9):
+    """mariodoebler's ROID (roid.py __init__, configure_model, forward_and_adapt)."""
+    net = oracle.net
+    net.eval()
+    net.requires_grad_(False)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.requires_grad_(True)
+        elif isinstance(m, (nn.LayerNorm, nn.GroupNorm)):
+            m.requires_grad_(True)
+    _batch_stats_bn(net)
+    opt = torch.optim.SGD(_norm_affine(net, (nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)),
+                          lr=lr, momentum=0.9, nesterov=True, weight_decay=0.0)
+    src = copy.deepcopy(net)
+    for p in src.parameters():
+        p.detach_()
+    class_probs = torch.ones(NUM_CLS, dtype=torch.float64) / NUM_CLS
+    gen = torch.Generator().manual_seed(seed)
+    outputs = []
+
+    def min_max(v):
+        return (v - v.min()) / (v.max() - v.min())
+
+    for x in xs:
+        with torch.enable_grad():
+            logits = oracle(x)
+            with torch.no_grad():
+                probs = logits.softmax(1)
+                div = min_max(1 - F.cosine_similarity(class_probs[None], probs, dim=1))
+                excluded = div < div.mean()
+                cert = min_max(-_entropy(logits))
+                weights = torch.exp(div * cert / temperature)
+                weights[excluded] = 0
+                class_probs = momentum_probs * class_probs + (1 - momentum_probs) * probs.mean(0)
+            kept = ~excluded
+            loss = (_slr(logits)[kept] * weights[kept]).sum() / batch_size
+            view = apply_view(x[kept], draw_reference_view(gen, tuple(x[kept].shape),
+                                                           blur=False, noise=False,
+                                                           padding='reflect'))
+            loss = loss + (_sce(oracle(view), logits[kept]) * weights[kept]).sum() / batch_size
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+        with torch.no_grad():
+            for p, p_src in zip(net.parameters(), src.parameters()):
+                if p.requires_grad:
+                    p.data = momentum_src * p.data + (1 - momentum_src) * p_src.data
+            mean = logits.softmax(1).mean(0)
+            smooth = max(1 / logits.size(0), 1 / logits.size(1)) / torch.max(mean)
+            prior = (mean + smooth) / (1 + smooth * logits.size(1))
+            outputs.append(logits.detach() * prior)
+    return outputs
+
+
+@pytest.mark.parametrize('family', FAMILIES)
+def test_roid_equals_the_reference_step(family):
+    lr, seed, batch_size = 0.01, 7, 8
+    method = dict(type='ROID', seed=seed, batch_size=batch_size,
+                  optim_wrapper=dict(optimizer=dict(type='SGD', lr=lr, momentum=0.9,
+                                                    nesterov=True, weight_decay=0.0)))
+    tta, plain = _models(family, method)
+    batches = [_batch(seed, 8) for seed in range(4)] + [_batch(9, 5)]  # a last, shorter one
+    scores, stats = _run_toolkit(tta, batches)
+    oracle = Oracle(plain)
+    logits = _roid_oracle(oracle, [oracle.pixels(b) for b in batches], lr, seed, batch_size)
+    _assert_parity(tta, plain, scores, logits)
+    assert all(0 < s['roid_kept'] < 1 for s in stats)
+
+
+def test_roid_prior_multiplies_the_logits_as_the_reference_does():
+    """roid.py multiplies the logits by the smoothed prior: with negative logits a small prior
+    raises a class's score, and the argmax differs from the probabilities' reading."""
+    from stag_seg.methods.roid import prior_corrected
+    logits = torch.tensor([[-1.0, -3.0, -0.5], [0.0, 0.0, 5.0], [0.0, 0.0, 5.0]])
+    corrected = prior_corrected(logits)
+    mean = logits.softmax(1).mean(0)
+    smooth = max(1 / 3, 1 / 3) / mean.max()
+    prior = (mean + smooth) / (1 + 3 * smooth)
+    torch.testing.assert_close(corrected, logits * prior)
+    assert corrected[0].argmax() == 0 and (logits[0].softmax(0) * prior).argmax() == 2

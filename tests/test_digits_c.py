@@ -270,7 +270,7 @@ def test_each_family_overlay_is_the_model_its_checkpoint_was_trained_as(at_root)
 LR_AT_1 = {'tent': 9.375e-5, 'tent_stag': 9.375e-5, 'tent_stag_logit': 9.375e-5,
            'eata': 9.375e-5, 'eata_fisher': 9.375e-5, 'eata_stag_fisher': 9.375e-5,
            'sar': 1.875e-4, 'sar_stag': 1.875e-4, 'deyo': 1.875e-4, 'deyo_stag': 1.875e-4,
-           'rdumb': 9.375e-5, 'rdumb_stag': 9.375e-5}
+           'rdumb': 9.375e-5, 'rdumb_stag': 9.375e-5, 'roid': 9.375e-5, 'roid_stag': 9.375e-5}
 
 
 @pytest.mark.parametrize('family', ['gn', 'vit'])
@@ -430,7 +430,7 @@ def test_each_family_runs_with_its_committed_checkpoint(family, norm_type, digit
 def test_the_suite_plans_each_run_once_in_the_tables_order():
     suite = load_suite(SUITE)
     labels = [r['label'] for r in select_rows(suite, family='gn')]
-    baselines = ['RDumb', 'RoTTA', 'RMT (source replay)']
+    baselines = ['RDumb', 'RoTTA', 'RMT (source replay)', 'ROID']
     assert labels == ['Source', 'Tent', 'EATA (with Fisher)', 'SAR', 'DeYO'] + baselines
     # BatchNorm adds Norm after Source; --with logit the logit reading after Tent
     rows = select_rows(suite, family='bn', extra=['logit'])

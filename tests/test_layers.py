@@ -41,7 +41,7 @@ IMPORTED = {
     'stag_seg.methods.cotta', 'stag_seg.methods.deyo', 'stag_seg.methods.eata',
     'stag_seg.methods.losses', 'stag_seg.methods.memory', 'stag_seg.methods.norm',
     'stag_seg.methods.params', 'stag_seg.methods.rdumb', 'stag_seg.methods.rmt',
-    'stag_seg.methods.robust_bn', 'stag_seg.methods.rotta',
+    'stag_seg.methods.robust_bn', 'stag_seg.methods.roid', 'stag_seg.methods.rotta',
     'stag_seg.methods.sar', 'stag_seg.methods.source', 'stag_seg.methods.source_data',
     'stag_seg.methods.step', 'stag_seg.methods.teachers', 'stag_seg.methods.tent',
     'stag_seg.models', 'stag_seg.models.adapter', 'stag_seg.models.nv_mit',

@@ -1,6 +1,6 @@
-# Digits-C: Source, Tent, EATA, SAR, DeYO and the continual baselines (RDumb, RoTTA, RMT), each with
-# and without STAG, in the continual setting and the three "wild" ones of SAR (Niu et al., ICLR
-# 2023), over the 15 corruptions, over seeds.
+# Digits-C: Source, Tent, EATA, SAR, DeYO and the continual baselines (RDumb, RoTTA, RMT, ROID),
+# each with and without STAG, in the continual setting and the three "wild" ones of SAR (Niu et
+# al., ICLR 2023), over the 15 corruptions, over seeds.
 #   python tools/run_suite.py configs/suites/digits-c.py [--settings ...] [--methods ...]
 #       [--seeds ...] [--family gn|bn|ln|vit] [--with logit] [--reuse] [--out DIR]
 # (make demo-cls). Each run is a config of configs/digits_c/ with the family's and the setting's
@@ -26,6 +26,7 @@ rows = [
     dict(label='RDumb', plain='rdumb', variant='rdumb_stag'),
     dict(label='RoTTA', plain='rotta', variant='rotta_stag'),
     dict(label='RMT (source replay)', plain='rmt', variant='rmt_stag'),
+    dict(label='ROID', plain='roid', variant='roid_stag'),
 ]
 settings = dict(
     continual=[],  # the configs as they are

@@ -9,6 +9,7 @@ from .norm import Norm
 from .params import NORM_TYPES, collect_norm_params, norm_layers, use_batch_statistics
 from .rdumb import RDumb
 from .rmt import RMT
+from .roid import ROID
 from .robust_bn import RobustBatchNorm, replace_batchnorm, restore_batchnorm
 from .rotta import RoTTA
 from .sar import SAR
@@ -19,7 +20,7 @@ from .tent import Tent
 
 __all__ = [
     'BaseTTAMethod', 'CategoryBalancedMemory', 'CoTTA', 'DeYO', 'EATA', 'MethodLoss',
-    'NORM_TYPES', 'Norm', 'RDumb', 'RMT', 'RoTTA', 'RobustBatchNorm', 'SAR', 'Source', 'Step', 'Tent',
+    'NORM_TYPES', 'Norm', 'RDumb', 'RMT', 'ROID', 'RoTTA', 'RobustBatchNorm', 'SAR', 'Source', 'Step', 'Tent',
     'adapt_step', 'build_method', 'collect_norm_params', 'ema_update', 'estimate_fisher',
     'frozen_copy', 'norm_layers', 'patch_shuffle', 'replace_batchnorm', 'restore_batchnorm',
     'sam_update', 'shuffle_patches_per_sample', 'unshuffle_patches', 'update',

@@ -12,8 +12,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ['soft_cross_entropy', 'soft_likelihood_ratio', 'supervised_contrastive',
-           'symmetric_cross_entropy']
+__all__ = ['soft_cross_entropy', 'soft_likelihood_ratio', 'softmax_entropy',
+           'supervised_contrastive', 'symmetric_cross_entropy']
+
+
+def softmax_entropy(logits: Tensor) -> Tensor:
+    """``-sum_c softmax(x)_c log softmax(x)_c`` per sample, (N, C) -> (N,), written as the
+    references write it (``Entropy``); ``stag_seg.stag.entropy`` exponentiates ``log_softmax``
+    instead, which differs in the last bits, and ROID's min-max normalisation magnifies those."""
+    return -(logits.softmax(1) * logits.log_softmax(1)).sum(1)
 
 
 def soft_cross_entropy(logits: Tensor, target_logits: Tensor) -> Tensor:
