@@ -398,6 +398,26 @@ def test_the_benchmark_runs_a_method_with_stag_end_to_end(digits, digits_c, tmp_
     assert osp.isfile(tmp_path / 'batch1/eata_stag_fisher/seed0/tta_results.json')
 
 
+@pytest.mark.parametrize('name', ['rdumb_stag', 'rotta_stag', 'rmt_stag', 'roid_stag'])
+def test_the_continual_baselines_run_with_stag_end_to_end(name, digits, digits_c, tmp_path,
+                                                          at_root):
+    suite = load_suite(SUITE)
+    run, = plan_runs(suite, [dict(label=name, plain=name)], str(tmp_path), ['continual'], 'gn',
+                     [0])
+    options = {'test_dataloader.dataset.datasets.0.data_root': digits_c[0]}
+    if name == 'rmt_stag':  # its source images: the fixture's digits, a short warm-up
+        options.update({
+            'model.tta_method.source_data.dataloader.dataset.data_root':
+                osp.join(digits, 'train'),
+            'model.tta_method.warmup_samples': 128})
+    doc = run_config(build_run_config(suite, run, options))
+    assert [r['domain'] for r in doc['records']] == list(CORRUPTIONS)
+    assert all(r['num_samples'] == 40 for r in doc['records'])
+    # RMT trains the classifier: STAG's anchors follow it
+    assert doc['regularizers'] == ['STAG(anchors=live)' if name == 'rmt_stag' else 'STAG']
+    assert 0 <= 100 - doc['mean'] <= 100
+
+
 @pytest.mark.parametrize('family, norm_type', [('bn', torch.nn.BatchNorm2d),
                                                ('ln', torch.nn.GroupNorm),
                                                ('vit', torch.nn.LayerNorm)])
