@@ -707,3 +707,38 @@ def test_roid_prior_multiplies_the_logits_as_the_reference_does():
     prior = (mean + smooth) / (1 + 3 * smooth)
     torch.testing.assert_close(corrected, logits * prior)
     assert corrected[0].argmax() == 0 and (logits[0].softmax(0) * prior).argmax() == 2
+
+
+@pytest.mark.parametrize('roid', [False, True])
+def test_reference_views_are_torchvisions_chain_in_float64(roid):
+    """The view of drawn parameters equals the reference transform's chain of torchvision
+    operations (transforms_cotta.py: clip, the colour operations in the drawn order, gamma on
+    the image clamped to [1e-8, 1], pad by half the size, affine, blur, centre crop, flip,
+    noise, clip) to float64 precision; torchvision's hue shift computes in float32, and so does
+    the view's."""
+    TF = pytest.importorskip('torchvision.transforms.functional')
+    from torchvision.transforms import InterpolationMode
+    torch.manual_seed(0)
+    x = torch.rand(3, 3, 32, 32, dtype=torch.float64)
+    ops = [lambda y, f: TF.adjust_brightness(y, f), lambda y, f: TF.adjust_contrast(y, f),
+           lambda y, f: TF.adjust_saturation(y, f), lambda y, f: TF.adjust_hue(y, f),
+           lambda y, f: TF.adjust_gamma(y.clamp(1e-8, 1.0), f)]
+    for seed in range(4):
+        p = draw_reference_view(torch.Generator().manual_seed(seed), tuple(x.shape),
+                                blur=not roid, noise=not roid,
+                                padding='reflect' if roid else 'edge')
+        factors = [p.brightness, p.contrast, p.saturation, p.hue, p.gamma]
+        y = x.clamp(0, 1)
+        for i in p.order:
+            y = ops[i](y, factors[i])
+        y = TF.pad(y, 16, padding_mode=p.padding)
+        y = TF.affine(y, angle=p.angle, translate=list(p.translate), scale=p.scale,
+                      shear=[0.0, 0.0], interpolation=InterpolationMode.BILINEAR, fill=0)
+        if not roid:
+            y = TF.gaussian_blur(y, 5, p.sigma)
+        y = TF.center_crop(y, 32)
+        if p.flip:
+            y = TF.hflip(y)
+        if not roid:
+            y = y + p.noise.to(y)
+        torch.testing.assert_close(apply_view(x, p), y.clamp(0, 1), rtol=0, atol=1e-12)

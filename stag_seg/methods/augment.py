@@ -220,25 +220,40 @@ def _colour(x: Tensor, op: str, factor: float) -> Tensor:
 
 
 def shift_hue(x: Tensor, shift: float) -> Tensor:
-    """Rotate the hue of RGB images (N, 3, H, W) in [0, 1] by ``shift`` turns (HSV space)."""
+    """Rotate the hue of RGB images (N, 3, H, W) in [0, 1] by ``shift`` turns (HSV space).
+
+    Computed in float32 whatever the input's dtype, in the order of operations of
+    torchvision's ``adjust_hue`` (which the references call, and which converts to float32):
+    the hue in turns as ``fmod(h / 6 + 1, 1)``, shifted modulo 1, and ``p, q, t`` clipped to
+    [0, 1]; so a float64 view equals the reference's to the last bit of the float32 hue.
+    """
+    dtype = x.dtype
+    x = x.float()
     r, g, b = x.unbind(1)
-    value, _ = x.max(1)
-    delta = value - x.min(1)[0]
-    sat = torch.where(value > 0, delta / value.clamp_min(1e-12), torch.zeros_like(value))
-    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
-    rc, gc, bc = (value - r) / safe, (value - g) / safe, (value - b) / safe
-    hue = torch.where(value == r, bc - gc, torch.where(value == g, 2 + rc - bc, 4 + gc - rc))
-    hue = torch.where(delta > 0, hue / 6, torch.zeros_like(hue))
-    hue = torch.remainder(hue + shift, 1.0) * 6
-    sector = hue.floor()
-    frac = hue - sector
+    value, low = x.max(1)[0], x.min(1)[0]
+    flat = value == low
+    delta = value - low
+    one = torch.ones_like(value)
+    sat = delta / torch.where(flat, one, value)
+    span = torch.where(flat, one, delta)
+    rc, gc, bc = (value - r) / span, (value - g) / span, (value - b) / span
+    on_r, on_g = value == r, (value == g) & (value != r)
+    on_b = (value != g) & (value != r)
+    hue = on_r * (bc - gc) + on_g * (2.0 + rc - bc) + on_b * (4.0 + gc - rc)
+    hue = torch.fmod(hue / 6.0 + 1.0, 1.0)
+    hue = (hue + shift) % 1.0
+    sector = torch.floor(hue * 6.0)
+    frac = hue * 6.0 - sector
     sector = sector.long() % 6
-    p, q, t = value * (1 - sat), value * (1 - sat * frac), value * (1 - sat * (1 - frac))
+    p = torch.clamp(value * (1.0 - sat), 0.0, 1.0)
+    q = torch.clamp(value * (1.0 - sat * frac), 0.0, 1.0)
+    t = torch.clamp(value * (1.0 - sat * (1.0 - frac)), 0.0, 1.0)
     candidates = torch.stack([value, p, q, t])  # indexed by the table below
     # which of (value, p, q, t) each channel takes in each of the six hue sectors
-    table = x.new_tensor([[0, 2, 1, 1, 3, 0], [3, 0, 0, 2, 1, 1], [1, 1, 3, 0, 0, 2]]).long()
+    table = torch.tensor([[0, 2, 1, 1, 3, 0], [3, 0, 0, 2, 1, 1], [1, 1, 3, 0, 0, 2]],
+                         device=x.device)
     channels = [candidates.gather(0, table[c][sector].unsqueeze(0))[0] for c in range(3)]
-    return torch.stack(channels, 1)
+    return torch.stack(channels, 1).to(dtype)
 
 
 def warp(x: Tensor, angle: float, translate: tuple[int, int], scale: float,
