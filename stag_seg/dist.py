@@ -10,7 +10,7 @@ import torch
 from mmengine.dist import all_reduce, get_world_size
 from torch import nn
 
-__all__ = ['all_ranks', 'rank_mean', 'sync_gradients']
+__all__ = ['all_ranks', 'rank_mean', 'rank_sum', 'sync_gradients']
 
 
 def all_ranks(flag: bool) -> bool:
@@ -51,3 +51,14 @@ def rank_mean(value: float, defined: bool) -> tuple[float, bool]:
     all_reduce(total, op='sum')
     count = float(total[1])
     return (float(total[0]) / count if count else 0.0), count > 0
+
+
+def rank_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """The sum of ``tensor`` over the ranks (``tensor`` itself with one process), e.g. the
+    per-class feature sums and counts of source prototypes that each rank's share of a data
+    set gives."""
+    if get_world_size() == 1:
+        return tensor
+    total = tensor.clone()
+    all_reduce(total, op='sum')
+    return total

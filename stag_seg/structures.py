@@ -82,6 +82,9 @@ class MethodLoss:
             term multiplied by ``m``, a detached (N, *) multiplier at the tapped logits'
             positions: how a regularizer's weighting reading (STAG's ``mode='reweight'``)
             changes the method's own loss. None where the loss has no such terms.
+        out (TapOutput | None): The tapped forward the loss was taken on, when it is not the
+            step's main forward (RoTTA trains on its memory bank's augmented samples); the
+            regularizers then take their logits from it, with ``mask`` and ``weights``.
     """
     loss: Tensor
     mask: Tensor | None = None
@@ -89,6 +92,7 @@ class MethodLoss:
     stats: dict = field(default_factory=dict)
     skip: bool = False
     reweight: Callable[[Tensor], Tensor] | None = None
+    out: TapOutput | None = None
 
 
 @dataclass

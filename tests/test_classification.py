@@ -33,6 +33,10 @@ CHECKPOINT_NORM = {'resnet50': IMAGENET, 'resnet50-gn': IMAGENET,
 #: The public optimizers (EATA/SAR/DeYO main.py): SGD, momentum 0.9, lr at batch size 64.
 PUBLIC_LR = {'resnet50': 2.5e-4, 'resnet50-gn': 2.5e-4, 'vit-b16': 1e-3}
 NORM_TYPES = (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)
+#: The continual baselines' ImageNet-C optimizers (type, lr, Nesterov) in
+#: mariodoebler/test-time-adaptation's cfgs/imagenet_c/{rdumb,rotta,rmt,roid}.yaml.
+REFERENCE_OPTIMIZERS = {'rdumb': ('SGD', 2.5e-4, True), 'rotta': ('Adam', 1e-3, False),
+                        'rmt': ('SGD', 0.01, True), 'roid': ('SGD', 2.5e-4, True)}
 
 
 def _build(cfg: dict) -> nn.Module:
@@ -186,12 +190,13 @@ def test_each_imagenet_c_config_loads_with_its_method_and_stream(path):
     tta = cfg.model.tta_method
     assert cfg.model.type == 'TTAImageClassifier' and cfg.default_scope == 'mmpretrain'
     expected_type = dict(source='Source', norm='Norm', tent='Tent', eata='EATA', sar='SAR',
-                         deyo='DeYO', cotta='CoTTA')[method]
+                         deyo='DeYO', cotta='CoTTA', rdumb='RDumb', rotta='RoTTA', rmt='RMT',
+                         roid='ROID')[method]
     assert tta.type == expected_type
     regs = tta.get('regularizers', [])
     if stag:
         assert [r['type'] for r in regs] == ['STAG']
-        if method == 'cotta':  # CoTTA trains the classifier, so the anchors follow it
+        if method in ('cotta', 'rmt'):  # they train the classifier, so the anchors follow it
             assert regs[0] == dict(type='STAG', anchors='live')
         else:  # STAG with the defaults of _base_/tta/stag.py
             assert regs[0] == Config.fromfile(
@@ -208,6 +213,18 @@ def test_each_imagenet_c_config_loads_with_its_method_and_stream(path):
                                                                       0.9)
     if method == 'cotta':  # the method brings its own optimizer (configs/_base_/tta/cotta-cls.py)
         assert tta.optim_wrapper.optimizer.lr == 0.01
+    if method in REFERENCE_OPTIMIZERS:  # mariodoebler's cfgs/imagenet_c/<method>.yaml, every arch
+        optimizer = cfg.model.adapt_optim_wrapper.optimizer
+        assert (optimizer.type, optimizer.lr, optimizer.get('nesterov', False)) == \
+            REFERENCE_OPTIMIZERS[method]
+    if method == 'rdumb':
+        assert (tta.reset_every, tta.d_margin, tta.e0) == (1000, 0.05, None)
+    if method == 'rmt':  # the source-free variant of scripts/run.sh; prototypes need the source
+        source_free = 'source-free' in path
+        assert (tta.lambda_ce_src, tta.warmup_samples) == ((0.0, 0) if source_free
+                                                           else (1.0, 50000))
+        assert tta.source_data.dataloader.dataset.data_prefix == 'train'
+        assert tta.get('attention_inputs', True) == (model != 'vit-b16')
     if method == 'deyo':  # DeYO's exp_deyo.sh: 0.3 in the mild (BN) setting, 0.2 otherwise
         assert tta.plpd_threshold == (0.3 if model == 'resnet50' else 0.2)
     # the stream: the 15 corruptions at severity 5 in the benchmark order, 5000 images, bs 64

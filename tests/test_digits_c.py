@@ -270,7 +270,8 @@ def test_each_family_overlay_is_the_model_its_checkpoint_was_trained_as(at_root)
 # not double below 32
 LR_AT_1 = {'tent': 9.375e-5, 'tent_stag': 9.375e-5, 'tent_stag_logit': 9.375e-5,
            'eata': 9.375e-5, 'eata_fisher': 9.375e-5, 'eata_stag_fisher': 9.375e-5,
-           'sar': 1.875e-4, 'sar_stag': 1.875e-4, 'deyo': 1.875e-4, 'deyo_stag': 1.875e-4}
+           'sar': 1.875e-4, 'sar_stag': 1.875e-4, 'deyo': 1.875e-4, 'deyo_stag': 1.875e-4,
+           'rdumb': 9.375e-5, 'rdumb_stag': 9.375e-5, 'roid': 9.375e-5, 'roid_stag': 9.375e-5}
 
 
 @pytest.mark.parametrize('family', ['gn', 'vit'])
@@ -398,6 +399,26 @@ def test_the_benchmark_runs_a_method_with_stag_end_to_end(digits, digits_c, tmp_
     assert osp.isfile(tmp_path / 'batch1/eata_stag_fisher/seed0/tta_results.json')
 
 
+@pytest.mark.parametrize('name', ['rdumb_stag', 'rotta_stag', 'rmt_stag', 'roid_stag'])
+def test_the_continual_baselines_run_with_stag_end_to_end(name, digits, digits_c, tmp_path,
+                                                          at_root):
+    suite = load_suite(SUITE)
+    run, = plan_runs(suite, [dict(label=name, plain=name)], str(tmp_path), ['continual'], 'gn',
+                     [0])
+    options = {'test_dataloader.dataset.datasets.0.data_root': digits_c[0]}
+    if name == 'rmt_stag':  # its source images: the fixture's digits, a short warm-up
+        options.update({
+            'model.tta_method.source_data.dataloader.dataset.data_root':
+                osp.join(digits, 'train'),
+            'model.tta_method.warmup_samples': 128})
+    doc = run_config(build_run_config(suite, run, options))
+    assert [r['domain'] for r in doc['records']] == list(CORRUPTIONS)
+    assert all(r['num_samples'] == 40 for r in doc['records'])
+    # RMT trains the classifier: STAG's anchors follow it
+    assert doc['regularizers'] == ['STAG(anchors=live)' if name == 'rmt_stag' else 'STAG']
+    assert 0 <= 100 - doc['mean'] <= 100
+
+
 @pytest.mark.parametrize('family, norm_type', [('bn', torch.nn.BatchNorm2d),
                                                ('ln', torch.nn.GroupNorm),
                                                ('vit', torch.nn.LayerNorm)])
@@ -430,11 +451,12 @@ def test_each_family_runs_with_its_committed_checkpoint(family, norm_type, digit
 def test_the_suite_plans_each_run_once_in_the_tables_order():
     suite = load_suite(SUITE)
     labels = [r['label'] for r in select_rows(suite, family='gn')]
-    assert labels == ['Source', 'Tent', 'EATA (with Fisher)', 'SAR', 'DeYO']
+    baselines = ['RDumb', 'RoTTA', 'RMT (source replay)', 'ROID']
+    assert labels == ['Source', 'Tent', 'EATA (with Fisher)', 'SAR', 'DeYO'] + baselines
     # BatchNorm adds Norm after Source; --with logit the logit reading after Tent
     rows = select_rows(suite, family='bn', extra=['logit'])
     assert [r['label'] for r in rows] == ['Source', 'Norm', 'Tent', 'Tent, STAG logit λ=4',
-                                          'EATA (with Fisher)', 'SAR', 'DeYO']
+                                          'EATA (with Fisher)', 'SAR', 'DeYO'] + baselines
     runs = plan_runs(suite, rows[:4], 'out', ['mixed', 'batch1'], 'bn', [1, 0])
     # setting, row, without then with STAG, seed; plain Tent runs once for its two rows
     assert [(r.setting, r.name, r.seed) for r in runs[:9]] == [

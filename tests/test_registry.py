@@ -7,9 +7,14 @@ from stag_seg.registry import TTA_METHODS, TTA_REGULARIZERS, build
 OPTIM = dict(optimizer=dict(type='SGD', lr=0.1))
 
 
+#: What a method cannot be built without (RMT's prototypes need labelled source images; the
+#: loader is built when the method attaches).
+REQUIRED = {'RMT': dict(source_data=dict(dataloader=dict()))}
+
+
 def test_every_method_and_regularizer_builds_from_a_config():
     for name, cls in TTA_METHODS.module_dict.items():
-        cfg = dict(type=name)
+        cfg = dict(type=name, **REQUIRED.get(name, {}))
         if cls.needs_grad:
             cfg.update(optim_wrapper=OPTIM,
                        regularizers=[dict(type=r) for r in TTA_REGULARIZERS.module_dict])

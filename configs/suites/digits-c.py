@@ -1,5 +1,6 @@
-# Digits-C: Source, Tent, EATA, SAR and DeYO, each with and without STAG, in the continual setting
-# and the three "wild" ones of SAR (Niu et al., ICLR 2023), over the 15 corruptions, over seeds.
+# Digits-C: Source, Tent, EATA, SAR, DeYO and the continual baselines (RDumb, RoTTA, RMT, ROID),
+# each with and without STAG, in the continual setting and the three "wild" ones of SAR (Niu et
+# al., ICLR 2023), over the 15 corruptions, over seeds.
 #   python tools/run_suite.py configs/suites/digits-c.py [--settings ...] [--methods ...]
 #       [--seeds ...] [--family gn|bn|ln|vit] [--with logit] [--reuse] [--out DIR]
 # (make demo-cls). Each run is a config of configs/digits_c/ with the family's and the setting's
@@ -21,6 +22,11 @@ rows = [
     dict(label='EATA (with Fisher)', plain='eata_fisher', variant='eata_stag_fisher'),
     dict(label='SAR', plain='sar', variant='sar_stag'),
     dict(label='DeYO', plain='deyo', variant='deyo_stag'),
+    # the continual baselines (docs/en/methods/): RDumb resets only in the batch-1 setting
+    dict(label='RDumb', plain='rdumb', variant='rdumb_stag'),
+    dict(label='RoTTA', plain='rotta', variant='rotta_stag'),
+    dict(label='RMT (source replay)', plain='rmt', variant='rmt_stag'),
+    dict(label='ROID', plain='roid', variant='roid_stag'),
 ]
 settings = dict(
     continual=[],  # the configs as they are

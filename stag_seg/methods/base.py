@@ -45,6 +45,11 @@ class BaseTTAMethod:
             ASPP's image pooling): ``'running'`` normalises it with the layer's running
             statistics, ``'error'`` raises (:class:`~stag_seg.methods.params.SingleValueGuard`).
             Defaults to ``'running'``.
+        reset_every (int): Return to the source (weights, optimizer, method state) after every
+            ``reset_every``-th step, counting every step the method takes, skipped and dropped
+            ones included; 0 never resets. The schedule of RDumb (Press et al., NeurIPS 2023),
+            usable with any method. The count runs on across resets and domains, and the step
+            that triggers a reset has predicted before it. Defaults to 0.
     """
 
     #: Whether the method computes a loss and updates parameters.
@@ -57,7 +62,8 @@ class BaseTTAMethod:
     def __init__(self,
                  optim_wrapper: dict | None = None,
                  regularizers: Sequence[dict] = (),
-                 single_value_bn: str = 'running') -> None:
+                 single_value_bn: str = 'running',
+                 reset_every: int = 0) -> None:
         if self.needs_grad and optim_wrapper is None:
             raise ValueError(f'{type(self).__name__} updates parameters and needs '
                              "optim_wrapper, e.g. dict(optimizer=dict(type='Adam', lr=7.5e-6))")
@@ -65,10 +71,19 @@ class BaseTTAMethod:
             what = 'regularizers' if regularizers else 'an optim_wrapper'
             raise ValueError(f'{type(self).__name__} does not update the model, so {what} would '
                              'have no effect; use a gradient-based method such as Tent')
+        if not isinstance(reset_every, int) or isinstance(reset_every, bool) or reset_every < 0:
+            raise ValueError(f'{type(self).__name__}.reset_every must be an int >= 0 (0: never), '
+                             f'got {reset_every!r}')
+        if reset_every and not self.needs_grad:
+            raise ValueError(f'{type(self).__name__} does not update the model, so '
+                             'reset_every would have no effect')
         if single_value_bn not in SINGLE_VALUE_POLICIES:
             raise ValueError(f'{type(self).__name__}.single_value_bn must be one of '
                              f'{SINGLE_VALUE_POLICIES}, got {single_value_bn!r}')
         self.single_value_bn = single_value_bn
+        self.reset_every = reset_every
+        #: Steps taken since the method was built (the reset schedule counts them).
+        self.steps = 0
         self.optim_wrapper_cfg = copy.deepcopy(optim_wrapper)
         self.regularizers = [build(TTA_REGULARIZERS, cfg, 'tta_method.regularizers[]')
                              for cfg in regularizers]
@@ -76,13 +91,15 @@ class BaseTTAMethod:
         self.model: nn.Module | None = None
         self.param_names: list[str] = []
         self.logits_fn = None
+        self.tap = None
         self._train_modules: list[nn.Module] = []
         self._adapted: list[nn.Parameter] = []
         self._saved: dict = {}
 
     def __repr__(self) -> str:
         regs = ', '.join(map(repr, self.regularizers))
-        return f'{type(self).__name__}(regularizers=[{regs}])'
+        reset = f', reset_every={self.reset_every}' if self.reset_every else ''
+        return f'{type(self).__name__}(regularizers=[{regs}]{reset})'
 
     @property
     def name(self) -> str:
@@ -93,7 +110,7 @@ class BaseTTAMethod:
         return self.model is not None
 
     # ------------------------------------------------------------------ life cycle
-    def configure(self, model: nn.Module, logits_fn=None) -> None:
+    def configure(self, model: nn.Module, logits_fn=None, tap=None) -> None:
         """Prepare ``model`` for adaptation and remember its source state for :meth:`reset`.
 
         Args:
@@ -101,6 +118,8 @@ class BaseTTAMethod:
             logits_fn (Callable, optional): ``logits_fn(model, inputs)`` gives the classifier's
                 logits of any model of this family (see ``StepContext``); methods that run
                 models themselves at configure time (EATA's Fisher) need it.
+            tap (Tap, optional): The tap on ``model``'s classifier, for methods that need the
+                classifier's input features at configure time (RMT's source prototypes).
         """
         if self.model is not None:
             raise RuntimeError(f'{self.name} is already configured for a model; call release() '
@@ -112,6 +131,7 @@ class BaseTTAMethod:
                    if hasattr(m, 'track_running_stats')})
         self.model = model
         self.logits_fn = logits_fn
+        self.tap = tap
         for reg in self.regularizers:  # a new source: anchors come from its classifier
             reg.reset(keep_anchors=False)
         self._train_modules = list(self.configure_model(model))
@@ -136,11 +156,16 @@ class BaseTTAMethod:
                   f'layers: {len(self._train_modules)}', logger='current')
         print_log(f'{self.name} adapts: {", ".join(self.param_names) or "nothing"}',
                   logger='current', level=logging.DEBUG)
-        # what reset() returns to; methods that never update have nothing to restore
-        self._source_state = _clone_state(model.state_dict()) if self.needs_grad else None
+        self.snapshot_source()
+        self.setup(model)
+
+    def snapshot_source(self) -> None:
+        """Take what :meth:`reset` returns to: the model's state and the optimizer's (again
+        after a warm-up, as RMT's reference does); methods that never update have nothing to
+        restore."""
+        self._source_state = _clone_state(self.model.state_dict()) if self.needs_grad else None
         self._source_optim = (copy.deepcopy(self.optim_wrapper.state_dict())
                               if self.optim_wrapper is not None else None)
-        self.setup(model)
 
     def apply_modes(self) -> None:
         """Put the configured layers back in train mode and the adapted parameters back in the
@@ -176,6 +201,17 @@ class BaseTTAMethod:
             reg.reset()
         self.reset_state()
 
+    def end_step(self, stats: dict) -> None:
+        """Count a step and apply the reset schedule (``reset_every``); the step calls it last,
+        after the update, for every step it takes, skipped and dropped ones included. A reset
+        is marked in ``stats`` (``scheduled_reset``)."""
+        self.steps += 1
+        if self.reset_every:
+            due = self.steps % self.reset_every == 0
+            if due:
+                self.reset(optimizer=True)
+            stats['scheduled_reset'] = float(due)
+
     def reset_optimizer(self) -> None:
         """Give the optimizer its fresh state, as if it had just been built (the reference
         segmentation code builds a new Adam for every domain visit)."""
@@ -193,7 +229,8 @@ class BaseTTAMethod:
             optimizer=self.optim_wrapper.state_dict() if self.optim_wrapper is not None else None,
             regularizers=[reg.state_dict() if hasattr(reg, 'state_dict') else {}
                           for reg in self.regularizers],
-            method=self.extra_state())
+            method=self.extra_state(),
+            steps=self.steps)
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict` into a configured method."""
@@ -205,6 +242,7 @@ class BaseTTAMethod:
             if hasattr(reg, 'load_state_dict'):
                 reg.load_state_dict(reg_state)
         self.load_extra_state(state['method'])
+        self.steps = state.get('steps', 0)  # absent from states saved before the schedule
 
     def extra_state(self) -> dict:
         """The method's own state that evolves along the stream (moving averages, EMA
@@ -230,6 +268,7 @@ class BaseTTAMethod:
         for guard in self._saved['guards']:
             guard.remove()
         self.model, self.optim_wrapper, self._train_modules, self._saved = None, None, [], {}
+        self.tap = None
         self._adapted = []
 
     # ------------------------------------------------------------------ to override

@@ -20,7 +20,6 @@ reference code, no optimizer step is taken when no sample (pixel) is kept.
 """
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
@@ -32,6 +31,7 @@ from ..registry import TTA_METHODS
 from ..stag.entropy import entropy
 from ..structures import StepContext, TapOutput
 from .base import MethodLoss, at_positions, valid_mean
+from .source_data import build_source_loader
 from .tent import Tent
 
 
@@ -155,19 +155,10 @@ def estimate_fisher(model: nn.Module, optim_wrapper, logits_fn, cfg: dict
     The gradient of the cross entropy against the model's own predictions, squared and averaged
     over the images (EATA's estimate).
     """
-    from mmengine.registry import DATASETS
-    from mmengine.runner import Runner
     limit = int(cfg.get('num_images', 500))
     if limit < 1:
         raise ValueError(f'EATA.fisher_data.num_images must be >= 1, got {limit}')
-    loader_cfg = copy.deepcopy(dict(cfg['dataloader']))
-    dataset = loader_cfg['dataset']
-    if isinstance(dataset, dict):
-        dataset = DATASETS.build(dataset)
-    if len(dataset) == 0:
-        raise ValueError('EATA.fisher_data yielded no images: its dataset is empty '
-                         f'({cfg["dataloader"].get("dataset")})')
-    loader = Runner.build_dataloader(dict(loader_cfg, dataset=dataset))
+    loader = build_source_loader(cfg, 'EATA.fisher_data')
     params = [p for group in optim_wrapper.param_groups for p in group['params']]
     squares = [torch.zeros_like(p) for p in params]
     seen, batches = 0, 0

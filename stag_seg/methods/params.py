@@ -21,10 +21,12 @@ def norm_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, NORM_TYPES)]
 
 
-def collect_norm_params(model: nn.Module) -> tuple[list[nn.Parameter], list[str]]:
-    """The affine parameters (``weight``, ``bias``) of every normalization layer."""
+def collect_norm_params(model: nn.Module, types: tuple[type, ...] = NORM_TYPES
+                        ) -> tuple[list[nn.Parameter], list[str]]:
+    """The affine parameters (``weight``, ``bias``) of every normalization layer (of every
+    layer of ``types``, subclasses included)."""
     params, names = [], []
-    for mod_name, module in norm_layers(model):
+    for mod_name, module in [(n, m) for n, m in model.named_modules() if isinstance(m, types)]:
         for p_name, param in module.named_parameters(recurse=False):
             if p_name in ('weight', 'bias'):
                 params.append(param)
@@ -39,21 +41,44 @@ ATTENTION_WEIGHTS = ('in_proj_weight', 'in_proj_bias', 'q_proj_weight', 'k_proj_
                      'v_proj_weight', 'bias_k', 'bias_v')
 
 
-def collect_weights_and_biases(model: nn.Module) -> tuple[list[nn.Parameter], list[str]]:
+def collect_weights_and_biases(model: nn.Module, attention_inputs: bool = True
+                               ) -> tuple[list[nn.Parameter], list[str]]:
     """Every parameter a module owns under the name ``weight`` or ``bias`` (for
     ``nn.MultiheadAttention`` also its input projections, :data:`ATTENTION_WEIGHTS`).
 
     What CoTTA's code trains and restores: tensors such as a ViT's ``cls_token`` and
     ``pos_embed`` are left out; every parameter of a SegFormer is in.
+
+    Args:
+        model (nn.Module): The model.
+        attention_inputs (bool): Include the attention layers' input projections. False leaves
+            out those of ``nn.MultiheadAttention`` (its ``in_proj_*``) and the ``qkv`` linear
+            layer of mmpretrain's ``MultiheadAttention``: what a rule by parameter name
+            (``weight``/``bias``) trains on torchvision's ViT, whose attention keeps them under
+            other names (RMT's reference on ViT-B/16). Defaults to True.
     """
+    skip = set() if attention_inputs else _attention_input_layers(model)
     params, names = [], []
     for mod_name, module in model.named_modules():
+        if module in skip:
+            continue
         extra = ATTENTION_WEIGHTS if isinstance(module, nn.MultiheadAttention) else ()
+        if not attention_inputs:
+            extra = ()
         for p_name, param in module.named_parameters(recurse=False):
             if p_name in ('weight', 'bias') or p_name in extra:
                 params.append(param)
                 names.append(f'{mod_name}.{p_name}' if mod_name else p_name)
     return params, names
+
+
+def _attention_input_layers(model: nn.Module) -> set[nn.Module]:
+    """The ``nn.Linear`` input projections of mmpretrain's ``MultiheadAttention`` layers."""
+    try:
+        from mmpretrain.models.utils.attention import MultiheadAttention
+    except ImportError:  # no mmpretrain model can be in the model then
+        return set()
+    return {m.qkv for m in model.modules() if isinstance(m, MultiheadAttention)}
 
 
 def drop_frozen(model: nn.Module, params: list[nn.Parameter], names: list[str],

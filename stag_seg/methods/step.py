@@ -22,7 +22,7 @@ from ..structures import MethodLoss, StepContext, TapOutput
 from .base import BaseTTAMethod
 
 __all__ = ['Step', 'adapt_step', 'sam_ascend', 'sam_descend', 'sam_update', 'selected_fraction',
-           'total_loss', 'update']
+           'total_loss', 'update', 'warm_up']
 
 T = TypeVar('T')
 
@@ -49,7 +49,8 @@ def adapt_step(method: BaseTTAMethod,
                ctx: StepContext,
                forward: Callable[[], T],
                check: Callable[[TapOutput, T], None] | None = None) -> Step:
-    """Run ``forward`` once, then update the model once from what the tap recorded.
+    """Run ``forward`` once, then update the model once from what the tap recorded; last, the
+    method counts the step and applies its reset schedule (``reset_every``).
 
     Args:
         method (BaseTTAMethod): A configured method.
@@ -68,6 +69,14 @@ def adapt_step(method: BaseTTAMethod,
         ctx.output = result
         method.after_step(None, ctx)
         return Step(result, None, ctx.stats)
+    step = _update_step(method, ctx, forward, check)
+    method.end_step(step.stats)
+    return step
+
+
+def _update_step(method: BaseTTAMethod, ctx: StepContext, forward: Callable[[], T],
+                 check: Callable[[TapOutput, T], None] | None) -> Step:
+    """:func:`adapt_step` of a method that updates parameters, up to its bookkeeping."""
     # MMEngine's TestLoop runs test_step under torch.no_grad(); adaptation needs the graph of
     # this single forward, so gradients are switched back on here, and nowhere else.
     with torch.enable_grad():
@@ -103,7 +112,7 @@ def adapt_step(method: BaseTTAMethod,
             return _drop_nonfinite(method, ctx, result, 'gradient', prediction)
     ctx.tap.clear()
     stats.update(loss=float(total.detach()), skipped=float(base.skip),
-                 selected=selected_fraction(base.mask, out.valid), nonfinite=0.0)
+                 selected=selected_fraction(base.mask, (base.out or out).valid), nonfinite=0.0)
     ctx.stats = stats
     method.after_step(out, ctx)  # may add its own (SAR's moving average and resets)
     return Step(result, prediction, ctx.stats)
@@ -130,7 +139,8 @@ def selected_fraction(mask: Tensor | None, valid: Tensor | None) -> float:
 
 def total_loss(method: BaseTTAMethod, out: TapOutput,
                base: MethodLoss) -> tuple[Tensor, dict[str, float]]:
-    """The method's loss plus each regularizer's, on the method's own mask and weights.
+    """The method's loss plus each regularizer's, on the method's own mask and weights (and
+    its own forward, ``base.out``, when it took the loss on another than ``out``).
 
     A regularizer that reweights (it has ``multiplier()`` and returns one, as STAG with
     ``mode='reweight'``) first multiplies the method's per-position terms (``base.reweight``);
@@ -140,6 +150,7 @@ def total_loss(method: BaseTTAMethod, out: TapOutput,
         TypeError: a regularizer reweights a method whose loss has no per-position terms.
     """
     multiplier, stats = None, dict(base.stats)
+    out = base.out or out
     for reg in method.regularizers:
         fn = getattr(reg, 'multiplier', None)
         found, reg_stats = fn(out.logits, out.weight, out.bias, out.features, base.mask,
@@ -159,6 +170,32 @@ def total_loss(method: BaseTTAMethod, out: TapOutput,
         total = total + reg_loss
         stats.update(reg_stats)
     return total, stats
+
+
+def warm_up(method: BaseTTAMethod, steps: int, loss_fn: Callable[[int], Tensor],
+            after: Callable[[], None] | None = None) -> int:
+    """Update ``steps`` times before the stream, as RMT warms its mean teacher up on source
+    images: at step ``i`` every parameter group's learning rate is ``(i + 1) / steps`` of its
+    own, ``loss_fn(i)`` is backward-stepped by :func:`update` and ``after()`` runs (the EMA);
+    the rates are put back at the end.
+
+    Returns:
+        int: The steps dropped for a gradient that was not finite.
+    """
+    groups = method.optim_wrapper.param_groups
+    rates = [group['lr'] for group in groups]
+    dropped = 0
+    with torch.enable_grad():
+        for i in range(steps):
+            for group, rate in zip(groups, rates):
+                group['lr'] = rate * (i + 1) / steps
+            if not update(method.optim_wrapper, loss_fn(i)):
+                dropped += 1
+            if after is not None:
+                after()
+    for group, rate in zip(groups, rates):
+        group['lr'] = rate
+    return dropped
 
 
 def update(optim_wrapper: OptimWrapper, loss: Tensor) -> bool:

@@ -91,7 +91,7 @@ class Adapter:
         compat.revert_sync_batchnorm(self.model)
         if self.method.needs_grad:
             self.tap = self.make_tap()
-        self.method.configure(self.model, logits_fn=type(self).logits_fn)
+        self.method.configure(self.model, logits_fn=type(self).logits_fn, tap=self.tap)
 
     def detach(self) -> None:
         """Undo :meth:`attach` (modes, ``requires_grad``); the weights stay as they are."""

@@ -1,0 +1,4 @@
+# ImageNet-C continual, ResNet-50 (BN): RMT + STAG with live anchors (RMT trains the
+# classifier).
+_base_ = ['./resnet50_rmt.py']
+model = dict(tta_method=dict(regularizers=[dict(type='STAG', anchors='live')]))
