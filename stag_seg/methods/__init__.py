@@ -2,6 +2,7 @@
 one of them on a batch (:func:`adapt_step`)."""
 from .base import BaseTTAMethod, MethodLoss, build_method, valid_mean
 from .cotta import CoTTA
+from .dat import DAT
 from .deyo import DeYO, patch_shuffle, shuffle_patches_per_sample, unshuffle_patches
 from .eata import EATA, estimate_fisher
 from .norm import Norm
@@ -12,7 +13,7 @@ from .step import Step, adapt_step, sam_update, update
 from .tent import Tent
 
 __all__ = [
-    'BaseTTAMethod', 'CoTTA', 'DeYO', 'EATA', 'MethodLoss', 'NORM_TYPES', 'Norm', 'SAR',
+    'BaseTTAMethod', 'CoTTA', 'DAT', 'DeYO', 'EATA', 'MethodLoss', 'NORM_TYPES', 'Norm', 'SAR',
     'Source', 'Step', 'Tent', 'adapt_step', 'build_method', 'collect_norm_params',
     'estimate_fisher', 'norm_layers', 'patch_shuffle', 'sam_update',
     'shuffle_patches_per_sample', 'unshuffle_patches', 'update', 'use_batch_statistics',

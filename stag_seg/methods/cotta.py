@@ -218,7 +218,8 @@ class CoTTA(BaseTTAMethod):
         with torch.no_grad():
             size = self.teacher_views.size(ctx)
             anchor_probs = self.plain_probs(self.anchor, ctx, size)
-            confident = self._confident(anchor_probs.amax(1, keepdim=True))
+            ctx.state['cotta_anchor_confidence'] = anchor_probs.amax(1)  # DAT reads it too
+            confident = self._confident(ctx.state['cotta_anchor_confidence'][:, None])
             if self.views == 'random':
                 standard, averaged = self._random_views(ctx, need=not bool(confident.all()))
             else:

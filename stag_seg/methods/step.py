@@ -231,7 +231,8 @@ def selective_update(method: BaseTTAMethod, ctx: StepContext, out: TapOutput, lo
     3. ``method.select_gradients(first, second)`` gives each parameter's gradient (None: not
        updated);
     4. the optimizer's state is reset (``method.reset_optimizer``: fresh moments, as a newly
-       built optimizer) and it steps once on those gradients.
+       built optimizer; not when ``method.fresh_optimizer`` is False) and it steps once on
+       those gradients.
 
     Gradients are averaged over ranks after each backward. Returns the second loss's stats
     (prefixed ``second_``), or None when a loss or a gradient was not finite (no step).
@@ -258,7 +259,8 @@ def selective_update(method: BaseTTAMethod, ctx: StepContext, out: TapOutput, lo
         for param in params:  # taken out, not zeroed in place: the list keeps them
             param.grad = None
     chosen = method.select_gradients(*grads)
-    method.reset_optimizer()  # a fresh state: the update of a newly built optimizer
+    if getattr(method, 'fresh_optimizer', True):
+        method.reset_optimizer()  # a fresh state: the update of a newly built optimizer
     for param, grad in zip(params, chosen):
         param.grad = grad
     optim_wrapper.step()
