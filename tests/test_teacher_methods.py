@@ -56,3 +56,30 @@ def test_dat_refuses_what_its_reference_does_not_have():
         build_method(dict(type='DAT', restore_prob=0.01), ADAM)
     with pytest.raises(ValueError, match='uncertainty_scales: 1.25'):
         build_method(dict(type='DAT', scales=(0.5, 1.0, 1.5)), ADAM)
+
+
+def _svdp(**kwargs):
+    from conftest import tiny_segmentor_cfg
+    backbone = dict(type='SparsePromptedBackbone', backbone=tiny_segmentor_cfg()['backbone'],
+                    prompt=dict(sparse_rate=0.01, input_size=(64, 64)))
+    return build_segmentor(dict(type='SVDP', **kwargs), backbone=backbone,
+                           adapt_optim_wrapper=ADAM)
+
+
+def test_svdp_adapts_every_weight_but_not_the_prompt_and_composes_with_stag():
+    model = _svdp(regularizers=[dict(type='STAG', anchors='live')])
+    before = state_copy(model)
+    stats = step_stats(model.test_step(make_batch(num=1)))
+    assert math.isfinite(stats['loss']) and stats['stag_used'] > 0
+    assert stats['svdp_uncertainty'] > 0
+    assert 'backbone.prompt.patch' not in model.tta_method.param_names
+    assert torch.equal(model.backbone.prompt.patch, before['backbone.prompt.patch'])
+    assert not torch.equal(model.decode_head.conv_seg.weight, before['decode_head.conv_seg.weight'])
+
+
+def test_svdp_says_how_to_give_the_model_its_prompt_and_refuses_batches():
+    model = build_segmentor(dict(type='SVDP'), adapt_optim_wrapper=ADAM)
+    with pytest.raises(ValueError, match="type='SparsePromptedBackbone'"):
+        model.test_step(make_batch(num=1))
+    with pytest.raises(ValueError, match='batch size 1'):
+        _svdp().test_step(make_batch(num=2))

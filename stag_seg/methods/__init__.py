@@ -9,12 +9,13 @@ from .norm import Norm
 from .params import NORM_TYPES, collect_norm_params, norm_layers, use_batch_statistics
 from .sar import SAR
 from .source import Source
+from .svdp import SVDP
 from .step import Step, adapt_step, sam_update, update
 from .tent import Tent
 
 __all__ = [
     'BaseTTAMethod', 'CoTTA', 'DAT', 'DeYO', 'EATA', 'MethodLoss', 'NORM_TYPES', 'Norm', 'SAR',
-    'Source', 'Step', 'Tent', 'adapt_step', 'build_method', 'collect_norm_params',
+    'SVDP', 'Source', 'Step', 'Tent', 'adapt_step', 'build_method', 'collect_norm_params',
     'estimate_fisher', 'norm_layers', 'patch_shuffle', 'sam_update',
     'shuffle_patches_per_sample', 'unshuffle_patches', 'update', 'use_batch_statistics',
     'valid_mean',

@@ -241,10 +241,17 @@ class CoTTA(BaseTTAMethod):
     def _teacher_views(self, ctx: StepContext, size: tuple | None) -> tuple[Tensor, Tensor]:
         """The teacher's probabilities on the input as it is, and averaged over all views."""
         plain = self.teacher_views.index(1.0)
-        probs = self.teacher_views.run(self.teacher, ctx, keep=() if plain is None else (plain, ))
+        probs = self.teacher_views.run(self.teacher, ctx, keep=() if plain is None else (plain, ),
+                                       transform=self.view_transform(ctx))
         standard = (probs.views[plain] if plain is not None
                     else self.plain_probs(self.teacher, ctx, size))  # no scale 1 among them
         return standard, probs.average
+
+    def view_transform(self, ctx: StepContext):
+        """What each teacher view's normalised input becomes before the teacher sees it
+        (``transform(view, inputs)``, :meth:`~stag_seg.methods.views.ScaleFlipViews.run`);
+        None: nothing (SVDP adds its prompt)."""
+        return None
 
     def _label(self, ctx: StepContext, confident: Tensor, standard: Tensor,
                averaged: Tensor | None) -> Tensor:
