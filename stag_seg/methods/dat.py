@@ -245,7 +245,8 @@ class DAT(CoTTA):
         loss = self._masked_mean(out, ctx, high)
         return MethodLoss(loss, mask=out.valid, stats=dict(
             dat_loss_b=float(loss.detach()), dat_high=float(high.float().mean()),
-            dat_selected=len(self._selected)))
+            dat_selected=len(self._selected),
+            dat_lr=float(self.optim_wrapper.param_groups[0]['lr'])))
 
     def _unit_grad(self, grads: list[Tensor | None], unit: int) -> Tensor | None:
         _, k, rows = self.units[unit]
