@@ -207,6 +207,8 @@ class DAT(CoTTA):
     # ------------------------------------------------------------------ one step
     def prepare(self, ctx: StepContext) -> None:
         """CoTTA's label, and the anchor's mean confidence ``u`` over the uncertainty views."""
+        if ctx.metas is None:
+            raise ValueError('DAT masks the pixels of a segmentor\'s prediction; got a classifier')
         super().prepare(ctx)
         with torch.no_grad():
             plain = self.teacher_views.index(1.0)
