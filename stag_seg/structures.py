@@ -109,6 +109,8 @@ class StepContext:
         valid (Callable | None): Maps logits of ``inputs`` to their padding mask.
         metas (list[dict] | None): Segmentors: each image's meta information (``ori_shape``,
             ``img_shape``, padding), copies the method may read.
+        model_inputs (Tensor | None): What the adapted model's main forward ran on when the
+            method's ``prepare`` changed the batch (SVDP's prompted image); None: ``inputs``.
         output (Any): What the main forward returned, set before the method's loss:
             segmentors' (N, C, H, W) logits at the input size (the prediction that is scored,
             before it is resized), classifiers' data samples.
@@ -122,6 +124,7 @@ class StepContext:
     tap: Tap | None = None
     valid: Callable[[Tensor], Tensor | None] | None = None
     metas: list[dict] | None = None
+    model_inputs: Tensor | None = None
     output: Any = None
     state: dict = field(default_factory=dict)
     stats: dict = field(default_factory=dict)
@@ -157,9 +160,12 @@ class StepContext:
         return F.interpolate(logits, size=size, mode='bilinear', align_corners=align)
 
     def forward(self, inputs: Tensor | None = None) -> TapOutput:
-        """Run the adapted model on ``inputs`` (default: the batch) and return the tapped output,
-        in the graph when gradients are enabled."""
-        x = self.inputs if inputs is None else inputs
+        """Run the adapted model on ``inputs`` (default: what its main forward ran on) and return
+        the tapped output, in the graph when gradients are enabled."""
+        if inputs is None:
+            x = self.inputs if self.model_inputs is None else self.model_inputs
+        else:
+            x = inputs
         with self.tap.capture():
             self.logits_fn(self.model, x)
         out = self.tap.output()

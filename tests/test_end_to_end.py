@@ -224,3 +224,36 @@ def test_template_keys_on_the_command_line_are_refused_with_the_right_key(option
                      '--cfg-options', option)
     assert proc.returncode != 0
     assert f'set {where}... instead' in proc.stderr
+
+
+@pytest.mark.parametrize('method', [
+    "dict(type='DAT', scales=(1.0, 1.25, 1.5), flip=False, fraction=0.05, window=2)",
+    "dict(type='SVDP', scales=(1.0, 1.5))"])
+def test_the_multi_view_methods_run_a_stream(tiny_run, tiny_tree, tmp_path, method):
+    config, ckpt = tiny_run
+    model_cfg = tiny_segmentor_cfg(num_classes=CITYSCAPES_CLASSES)
+    model_cfg.pop('adapt_optim_wrapper')
+    if 'SVDP' in method:  # the prompt on the backbone, as configs/_base_/tta/svdp.py says
+        model_cfg['backbone'] = dict(type='SparsePromptedBackbone', backbone=model_cfg['backbone'],
+                                     prompt=dict(sparse_rate=0.01, input_size=(32, 64)))
+    base = osp.join(ROOT, 'configs', '_base_')
+    path = tmp_path / 'multi_view.py'
+    path.write_text(
+        f"_base_ = [{osp.join(base, 'datasets', 'synthetic_acdc.py')!r}, "
+        f"{osp.join(base, 'default_runtime.py')!r}]\n"
+        f'model = {model_cfg!r}\n'
+        f"model['tta_method'] = {method}\n"
+        "model['adapt_optim_wrapper'] = dict(optimizer=dict(type='Adam', lr=1e-3))\n"
+        f'test_dataloader = dict(num_workers=0, dataset=dict(data_root={tiny_tree!r}))\n'
+        "test_cfg = dict(rounds=2, optimizer_reset='domain')\n")
+    work_dir = str(tmp_path / 'work')
+    proc = _test_tta(str(path), ckpt, '--work-dir', work_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = load_results(osp.join(work_dir, 'tta_results.json'))
+    validate_results(doc)
+    assert len(doc['records']) == 8
+    if 'DAT' in method:  # the loop tells DAT each visit's round: the rate halves in round 2
+        assert {r['adapt/second_dat_lr'] for r in doc['records'] if r['round'] == 1} == {1e-3}
+        assert {r['adapt/second_dat_lr'] for r in doc['records'] if r['round'] == 2} == {5e-4}
+    else:
+        assert all(r['adapt/svdp_uncertainty'] >= 0 for r in doc['records'])

@@ -251,36 +251,37 @@ def _cotta_batch(seed=0):
     return dict(inputs=[img], data_samples=[SegDataSample(metainfo=meta)])
 
 
+@pytest.mark.parametrize('views_per_forward', [1, 12])
 def test_cotta_teacher_runs_slide_inference_on_every_view_and_averages_at_the_original_size(
-        monkeypatch):
+        views_per_forward):
+    from stag_seg.methods.views import slide_boxes
     from stag_seg.models import segmentor_logits
     from stag_seg.structures import StepContext
-    model = _cotta_segmentor()
+    model = _cotta_segmentor(views_per_forward=views_per_forward)
     model.tta_adapter.attach()
     method = model.tta_method
     data = model.data_preprocessor(_cotta_batch(), False)
     metas = [dict(s.metainfo) for s in data['data_samples']]
     ctx = StepContext(data['inputs'], model, segmentor_logits, model.tta_adapter.tap,
                       metas=metas)
-    calls = []
-    slide = type(model).slide_inference
-
-    def counting(self, inputs, batch_img_metas):
-        calls.append((id(self), tuple(inputs.shape[2:])))
-        return slide(self, inputs, batch_img_metas)
-
-    monkeypatch.setattr(type(model), 'slide_inference', counting)
+    forwards = []
+    handle = method.teacher.backbone.register_forward_pre_hook(
+        lambda module, args: forwards.append(tuple(args[0].shape)))
     with torch.no_grad():
-        anchor, standard, averaged = method._original_views(ctx)
-    monkeypatch.setattr(type(model), 'slide_inference', slide)
+        standard, averaged = method._teacher_views(ctx, ORIGINAL)
+        anchor = method.plain_probs(method.anchor, ctx, ORIGINAL)
+    handle.remove()
     (h_in, w_in), (h_ori, w_ori) = INPUT, ORIGINAL
-    sizes = [(int(h_in * s + .5), int(w_in * s + .5)) for s in method.scales for _ in (0, 1)]
-    assert [shape for who, shape in calls if who == id(method.teacher)] == sizes  # 14 views
-    assert [shape for who, shape in calls if who == id(method.anchor)] == [INPUT]
-    # independently: each view resized from the original, normalised, slide inference,
+    sizes = [(int(h_in * s + .5), int(w_in * s + .5)) for s in method.scales]
+    crops = [len(slide_boxes(h, w, model.test_cfg)) for h, w in sizes]
+    # every window of every view, at most views_per_forward of one size per forward
+    assert sum(n for n, *_ in forwards) == 2 * sum(crops)
+    assert len(forwards) == sum(-(-2 * c // views_per_forward) for c in crops)
+    # independently: each view resized from the original, normalised, MMSeg's slide inference,
     # flipped back, softmax at the original size, mean over the 14 views
     original = metas[0]['ori_img']
     mean, std = model.data_preprocessor.mean, model.data_preprocessor.std
+    slide = type(model).slide_inference
     total, plain = 0, None
     for scale in method.scales:
         for flip in (False, True):
@@ -296,12 +297,15 @@ def test_cotta_teacher_runs_slide_inference_on_every_view_and_averages_at_the_or
             probs = probs.flip(-1) if flip else probs
             plain = probs if scale == 1 and not flip else plain
             total = total + probs
+    if views_per_forward == 1:  # the reference's loop, one window at a time: its floats
+        assert torch.equal(averaged, total / 14) and torch.equal(standard, plain)
+    else:  # batched windows: float noise only
+        assert torch.equal(averaged.argmax(1), (total / 14).argmax(1))
     torch.testing.assert_close(averaged, total / 14, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(standard, plain, rtol=1e-5, atol=1e-6)
     with torch.no_grad():
         logits = slide(method.anchor, data['inputs'], [dict(img_shape=INPUT)])
-    torch.testing.assert_close(anchor, F.interpolate(logits, size=ORIGINAL, mode='bilinear')
-                               .softmax(1), rtol=1e-5, atol=1e-6)
+    assert torch.equal(anchor, F.interpolate(logits, size=ORIGINAL, mode='bilinear').softmax(1))
 
 
 def test_cotta_with_original_views_predicts_and_trains_at_the_original_size():

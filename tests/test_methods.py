@@ -473,6 +473,7 @@ def test_cotta_batch_mean_mode_decides_once_for_the_whole_batch(monkeypatch):
         method.configure(nn.Linear(2, 3))
         monkeypatch.setattr(method, '_teacher_views', lambda ctx, size: (standard, averaged))
         ctx = StepContext(torch.zeros(3, 2), None, lambda m, x: anchor_logits(probs))
+        method.prepare(ctx)
         used = method.prediction(_out(torch.zeros(3, 3)), ctx).exp()
         return [bool(torch.allclose(row, avg)) for row, avg in zip(used, averaged)]
 

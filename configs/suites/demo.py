@@ -21,6 +21,8 @@ rows = [
     dict(label='SAR', plain='sar', variant='sar_stag'),
     dict(label='DeYO', plain='deyo', variant='deyo_stag'),
     dict(label='CoTTA', plain='cotta', variant='cotta_stag'),
+    dict(label='DAT', plain='dat', variant='dat_stag'),
+    dict(label='SVDP', plain='svdp', variant='svdp_stag'),
 ]
 settings = dict(stream=[])  # the stream as the configs define it
 work_dir = '{name}'

@@ -183,6 +183,8 @@ class ContinualTestLoop(TestLoop):
                 elif self.optimizer_reset == 'domain' and self.method is not None \
                         and self.method.configured:  # else it is built fresh anyway
                     self.method.reset_optimizer()
+                if resume_here is None and self.method is not None:
+                    self.method.begin_domain(round_idx, index)  # a resumed visit: its state
                 self._run_domain(round_idx, index, domain, loader, bar, resume_here)
         bar.close()
         print_log('continual results:\n' + format_records(self.results.records, self.metric),

@@ -2,6 +2,7 @@
 one of them on a batch (:func:`adapt_step`)."""
 from .base import BaseTTAMethod, MethodLoss, build_method, valid_mean
 from .cotta import CoTTA
+from .dat import DAT
 from .deyo import DeYO, patch_shuffle, shuffle_patches_per_sample, unshuffle_patches
 from .eata import EATA, estimate_fisher
 from .memory import CategoryBalancedMemory
@@ -15,15 +16,15 @@ from .rotta import RoTTA
 from .sar import SAR
 from .source import Source
 from .step import Step, adapt_step, sam_update, update, warm_up
+from .svdp import SVDP
 from .teachers import ema_update, frozen_copy
 from .tent import Tent
 
 __all__ = [
-    'BaseTTAMethod', 'CategoryBalancedMemory', 'CoTTA', 'DeYO', 'EATA', 'MethodLoss',
-    'NORM_TYPES', 'Norm', 'RDumb', 'RMT', 'ROID', 'RoTTA', 'RobustBatchNorm', 'SAR', 'Source',
-    'Step', 'Tent',
-    'adapt_step', 'build_method', 'collect_norm_params', 'ema_update', 'estimate_fisher',
-    'frozen_copy', 'norm_layers', 'patch_shuffle', 'replace_batchnorm', 'restore_batchnorm',
-    'sam_update', 'shuffle_patches_per_sample', 'unshuffle_patches', 'update',
-    'use_batch_statistics', 'valid_mean', 'warm_up',
+    'BaseTTAMethod', 'CategoryBalancedMemory', 'CoTTA', 'DAT', 'DeYO', 'EATA', 'MethodLoss',
+    'NORM_TYPES', 'Norm', 'RDumb', 'RMT', 'ROID', 'RoTTA', 'RobustBatchNorm', 'SAR', 'SVDP',
+    'Source', 'Step', 'Tent', 'adapt_step', 'build_method', 'collect_norm_params', 'ema_update',
+    'estimate_fisher', 'frozen_copy', 'norm_layers', 'patch_shuffle', 'replace_batchnorm',
+    'restore_batchnorm', 'sam_update', 'shuffle_patches_per_sample',
+    'unshuffle_patches', 'update', 'use_batch_statistics', 'valid_mean', 'warm_up',
 ]

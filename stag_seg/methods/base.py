@@ -56,6 +56,10 @@ class BaseTTAMethod:
     needs_grad: bool = True
     #: Whether the engine runs the sharpness-aware two-step update (SAR) with ``rho``.
     uses_sam: bool = False
+    #: Whether the engine takes two gradients from the one forward (of :meth:`loss` and
+    #: :meth:`second_loss`), lets :meth:`select_gradients` say what each tensor is updated with,
+    #: and steps a fresh optimizer (DAT).
+    uses_gradient_selection: bool = False
     #: What the method adapts, in words, for the message when a model has none of it.
     adapts: str = 'parameters'
 
@@ -146,7 +150,8 @@ class BaseTTAMethod:
                 p.requires_grad_(False)
             for p in params:
                 p.requires_grad_(True)
-            self.optim_wrapper = _build_optim_wrapper(params, self.optim_wrapper_cfg)
+            self.optim_wrapper = _build_optim_wrapper(self.param_groups(params, self.param_names),
+                                                      self.optim_wrapper_cfg)
         total = sum(p.numel() for p in model.parameters())
         trainable = sum(p.numel() for p in params)
         kinds = Counter(type(m).__name__ for n, m in model.named_modules()
@@ -280,21 +285,48 @@ class BaseTTAMethod:
         """The parameters to adapt and their names."""
         return [], []
 
+    def param_groups(self, params: list[nn.Parameter], names: list[str]) -> list:
+        """What the optimizer is built over: ``params`` (one group), or a list of param-group
+        dicts when some parameters have options of their own (SVDP's prompt learning rate)."""
+        return params
+
     def setup(self, model: nn.Module) -> None:
         """Build the method's own state once the model is configured (teachers, Fisher)."""
+
+    def begin_domain(self, round_idx: int, domain_index: int) -> None:
+        """A visit of a domain starts (``ContinualTestLoop`` calls it before the first batch of
+        every (round, domain), configured or not yet): per-visit state of the method's own
+        (DAT's ranking window, its learning rate per round). A resumed visit restores that
+        state from :meth:`extra_state` instead."""
+
+    def prepare(self, ctx: StepContext) -> Tensor | None:
+        """Work done before the main forward, with gradients enabled (wrap what needs none in
+        ``torch.no_grad()``): teachers and views whose results do not depend on the student.
+        Returns the input the adapted model sees in its forward when the method changes it
+        (SVDP's prompted image), else None."""
+        return None
 
     def loss(self, out: TapOutput, ctx: StepContext) -> MethodLoss:
         """The base loss of one step, from the main forward's tapped output."""
         raise NotImplementedError(f'{self.name} does not compute a loss')
 
     def second_loss(self, out: TapOutput, first: MethodLoss, ctx: StepContext) -> MethodLoss:
-        """The loss at the perturbed weights of a sharpness-aware step (``uses_sam``)."""
-        raise NotImplementedError(f'{self.name} does not use a sharpness-aware update')
+        """The loss at the perturbed weights of a sharpness-aware step (``uses_sam``: ``out``
+        is the second forward's), or the second loss of the same forward
+        (``uses_gradient_selection``)."""
+        raise NotImplementedError(f'{self.name} has no second loss')
 
     def prediction(self, out: TapOutput, ctx: StepContext) -> Tensor | None:
         """The method's own prediction when it is not the adapted model's (CoTTA's teacher):
         logits at the model's output resolution, or None."""
         return None
+
+    def select_gradients(self, first: list[Tensor | None],
+                         second: list[Tensor | None]) -> list[Tensor | None]:
+        """With ``uses_gradient_selection``: from the gradients of :meth:`loss` and of
+        :meth:`second_loss` (one per adapted parameter, None where it got none), the gradient
+        each parameter is updated with (None: not updated)."""
+        raise NotImplementedError(f'{self.name} does not select gradients')
 
     def after_step(self, out: TapOutput | None, ctx: StepContext) -> None:
         """Bookkeeping after the update (EMA teachers, resets); statistics of its own go into

@@ -16,20 +16,26 @@ Per step (Sec. 3):
   ``restore_prob`` (0.01, Eq. 6);
 - the reported prediction is the teacher's label, as in the reference evaluation.
 
-Where the views come from (``view_source``):
+Where the views come from (``view_source``, :mod:`~stag_seg.methods.views`, the multi-view
+teacher CoTTA shares with DAT and SVDP):
 
-- ``'original'``, the reference's: each scale is resized from the original image (bilinear,
-  ``mmcv.imrescale`` to ``scale`` times the input size, as the reference's multi-scale test
-  pipeline does), flipped, normalised by the model's data preprocessor, and run through the
-  model's own inference (slide inference with the config's crop and stride, like the
-  student's prediction), one view per forward; flipped views are flipped back, and the
-  probabilities are averaged at the original size (1080x1920 on ACDC), where the anchor's
+- ``'original'``, the reference's: each scale is resized from the original image (as the
+  reference's multi-scale test pipeline does), normalised and run through the model's own
+  inference (slide inference with the config's crop and stride); flipped views are flipped back
+  and the probabilities averaged at the original size (1080x1920 on ACDC), where the anchor's
   confidence, the pseudo-label, the student's cross entropy (its decoder logits upsampled
   there) and the scored prediction live too. The pipeline must keep the original image
   (:class:`~stag_seg.datasets.KeepOriginalImage`).
 - ``'input'`` (default; a faster deviation): the normalised network input is interpolated
-  (views above scale 1 then have no native detail), each view runs whole, original and
-  flipped as one batch (14 views in 7 forwards), and everything lives at the input size.
+  (views above scale 1 then have no native detail), each view runs whole, and everything lives
+  at the input size.
+
+``views_per_forward`` is the teacher's memory ceiling: how many inputs of one size (a view and
+its flipped twin, or under slide inference their crops) go through the network in one forward;
+1 is the reference's loop, one at a time. The teacher and the anchor run before the student's
+forward (:meth:`~stag_seg.methods.BaseTTAMethod.prepare`), as in the reference, so their views
+never share memory with the student's graph. The teacher is updated with the reference's
+formula, ``alpha * t + (1 - alpha) * s`` (:func:`~stag_seg.methods.teachers.ema_update`).
 
 ``batch_stats=False`` (the reference's segmentation code keeps the models in eval mode);
 ``True`` normalises BatchNorm with the test batch in the student, the teacher and the anchor, as
@@ -51,26 +57,22 @@ segmentation map would have to be warped back.
 """
 from __future__ import annotations
 
-import copy
 from typing import Sequence
 
-import mmcv
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..registry import TTA_METHODS
-from .augment import random_view
 from ..structures import StepContext, TapOutput
+from .augment import random_view
 from .base import BaseTTAMethod, MethodLoss, at_positions, valid_mean
 from .params import collect_weights_and_biases, use_batch_statistics
+from .teachers import ema_update, frozen_copy, label_cross_entropy, logits_at
+from .views import DEFAULT_SCALES, VIEW_SOURCES, ScaleFlipViews, inference_probs, original_view
 
 
 __all__ = ['CoTTA']
-
-DEFAULT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
-VIEW_SOURCES = ('input', 'original')
 CONFIDENCE_MODES = ('element', 'batch_mean')
 LABELS = ('hard', 'soft', 'symmetric')
 VIEWS = ('scale_flip', 'random')
@@ -101,6 +103,9 @@ class CoTTA(BaseTTAMethod):
         num_views (int): Views of ``views='random'``. Defaults to 32.
         view_source (str): ``'input'`` or ``'original'``: where the scale-flip views are made
             (see the module docstring). Defaults to ``'input'``.
+        views_per_forward (int, optional): The teacher's memory ceiling: inputs of one size per
+            forward (views, or their slide crops). Defaults to None: 1 with ``'original'``
+            views (the reference's loop), 2 with ``'input'`` views.
         **kwargs: ``optim_wrapper``, ``regularizers``.
     """
 
@@ -119,14 +124,13 @@ class CoTTA(BaseTTAMethod):
                  views: str = 'scale_flip',
                  num_views: int = 32,
                  view_source: str = 'input',
+                 views_per_forward: int | None = None,
                  **kwargs) -> None:
         super().__init__(**kwargs)
         if not 0 <= alpha <= 1:
             raise ValueError(f'CoTTA.alpha must be in [0, 1], got {alpha}')
         if not 0 <= restore_prob <= 1:
             raise ValueError(f'CoTTA.restore_prob must be in [0, 1], got {restore_prob}')
-        if not scales or min(scales) <= 0:
-            raise ValueError(f'CoTTA.scales must be positive numbers, got {scales}')
         for key, value, allowed in (('confidence_mode', confidence_mode, CONFIDENCE_MODES),
                                     ('label', label, LABELS), ('views', views, VIEWS),
                                     ('view_source', view_source, VIEW_SOURCES)):
@@ -149,6 +153,9 @@ class CoTTA(BaseTTAMethod):
         self.views = views
         self.num_views = num_views
         self.view_source = view_source
+        self.views_per_forward = views_per_forward
+        self.teacher_views = ScaleFlipViews(scales, flip, view_source, views_per_forward,
+                                            owner=self.name)
         self.generator = torch.Generator().manual_seed(seed)
         self.view_generator = torch.Generator().manual_seed(seed + 1)
         self.teacher: nn.Module | None = None
@@ -173,9 +180,14 @@ class CoTTA(BaseTTAMethod):
         return collect_weights_and_biases(model)
 
     def setup(self, model: nn.Module) -> None:
-        self.teacher = _frozen_copy(model, self)
-        self.anchor = _frozen_copy(model, self)
+        self.teacher = frozen_copy(model, self, self.batch_stats)
+        self.anchor = frozen_copy(model, self, self.batch_stats)
         self._pixels = _pixel_statistics(model)
+        # what the restore touches: the tensors named weight or bias that are adapted
+        adapted = {id(p) for p in self._adapted}
+        named = set(collect_weights_and_biases(model)[1])
+        self._restored = [n for n, p in model.named_parameters()
+                          if id(p) in adapted and n in named]
 
     def reset_state(self) -> None:
         if self.teacher is not None:
@@ -196,29 +208,50 @@ class CoTTA(BaseTTAMethod):
             self.view_generator.set_state(state['view_generator'])
 
     # ------------------------------------------------------------------ one step
+    def prepare(self, ctx: StepContext) -> None:
+        """The teacher's label, before the student's forward (where the anchor is unsure, over
+        the augmented views); kept in ``ctx.state`` for the prediction and the loss."""
+        if self.views == 'random' and ctx.metas is not None:
+            raise ValueError("CoTTA.views='random' needs a classifier's (N, C) logits, got a "
+                             "segmentor's: a segmentation map would have to be warped back; use "
+                             "views='scale_flip' for segmentors")
+        with torch.no_grad():
+            size = self.teacher_views.size(ctx)
+            anchor_probs = self.plain_probs(self.anchor, ctx, size)
+            ctx.state['cotta_anchor_confidence'] = anchor_probs.amax(1)  # DAT reads it too
+            confident = self._confident(ctx.state['cotta_anchor_confidence'][:, None])
+            if self.views == 'random':
+                standard, averaged = self._random_views(ctx, need=not bool(confident.all()))
+            else:
+                standard, averaged = self._teacher_views(ctx, size)
+            ctx.state['cotta_logprobs'] = self._label(ctx, confident, standard, averaged)
+
     def prediction(self, out: TapOutput, ctx: StepContext) -> Tensor:
-        """The teacher's label (where the anchor is unsure, over the augmented views); kept in
-        ``ctx.state`` for the loss and returned as log-probabilities at the input size (the
+        """The teacher's label of :meth:`prepare`, as log-probabilities at the input size (the
         original size with ``view_source='original'``)."""
-        if self.views == 'random' and out.logits.dim() != 2:
-            raise ValueError("CoTTA.views='random' needs a classifier's (N, C) logits, got "
-                             f'{tuple(out.logits.shape)}: a segmentation map would have to be '
-                             "warped back; use views='scale_flip' for segmentors")
+        return ctx.state['cotta_logprobs']
+
+    def plain_probs(self, model: nn.Module, ctx: StepContext, size: tuple | None) -> Tensor:
+        """``model``'s probabilities on the batch as it is, at ``size``: through the model's own
+        inference (slide or whole) with ``'original'`` views, whole otherwise."""
         if self.view_source == 'original':
-            if ctx.metas is None:
-                raise ValueError("CoTTA.view_source='original' needs a segmentor (the images' "
-                                 'meta information and original image)')
-            anchor_probs, standard, averaged = self._original_views(ctx)
-            confident = self._confident(anchor_probs.amax(1, keepdim=True))
-            return self._label(ctx, confident, standard, averaged)
-        size = ctx.inputs.shape[2:] if out.logits.dim() == 4 else None
-        anchor_probs = _upsampled(ctx.logits_fn(self.anchor, ctx.inputs), size).softmax(1)
-        confident = self._confident(anchor_probs.amax(1, keepdim=True))
-        if self.views == 'random':
-            standard, averaged = self._random_views(ctx, need=not bool(confident.all()))
-        else:
-            standard, averaged = self._teacher_views(ctx, size)
-        return self._label(ctx, confident, standard, averaged)
+            return inference_probs(model, ctx, size)
+        return _upsampled(ctx.logits_fn(model, ctx.inputs), size).softmax(1)
+
+    def _teacher_views(self, ctx: StepContext, size: tuple | None) -> tuple[Tensor, Tensor]:
+        """The teacher's probabilities on the input as it is, and averaged over all views."""
+        plain = self.teacher_views.index(1.0)
+        probs = self.teacher_views.run(self.teacher, ctx, keep=() if plain is None else (plain, ),
+                                       transform=self.view_transform(ctx))
+        standard = (probs.views[plain] if plain is not None
+                    else self.plain_probs(self.teacher, ctx, size))  # no scale 1 among them
+        return standard, probs.average
+
+    def view_transform(self, ctx: StepContext):
+        """What each teacher view's normalised input becomes before the teacher sees it
+        (``transform(view, inputs)``, :meth:`~stag_seg.methods.views.ScaleFlipViews.run`);
+        None: nothing (SVDP adds its prompt)."""
+        return None
 
     def _label(self, ctx: StepContext, confident: Tensor, standard: Tensor,
                averaged: Tensor | None) -> Tensor:
@@ -257,98 +290,17 @@ class CoTTA(BaseTTAMethod):
 
     def original_view(self, image, scale: float, flip: bool, input_hw: tuple[int, int]
                       ) -> Tensor:
-        """One view of ``image`` ((H, W, 3) uint8, as loaded) as the reference's multi-scale
-        test pipeline makes it: rescaled (bilinear, keeping the aspect ratio) to at most
-        ``scale`` times the input size ``input_hw``, flipped when ``flip``; (3, h, w) uint8."""
-        height, width = input_hw
-        view = mmcv.imrescale(image, (int(width * scale), int(height * scale)),
-                              interpolation='bilinear')
-        if flip:
-            view = view[:, ::-1]
-        return torch.from_numpy(np.ascontiguousarray(view.transpose(2, 0, 1)))
-
-    def _original_views(self, ctx: StepContext) -> tuple[Tensor, Tensor, Tensor]:
-        """Probabilities at the original size of the anchor on the input, of the teacher on
-        the input, and of the teacher averaged over every view made from the original image;
-        each (N, C, H, W)."""
-        device = ctx.inputs.device
-        size = ctx.original_size()
-        anchors, standards, averages = [], [], []
-        for i, meta in enumerate(ctx.metas):
-            image = meta.get('ori_img')
-            if image is None:
-                raise KeyError("CoTTA.view_source='original' needs the original image in the "
-                               "data samples: put dict(type='KeepOriginalImage') after "
-                               "LoadImageFromFile and 'ori_img' in PackSegInputs' meta_keys "
-                               "(configs/_base_/datasets/acdc.py, original_views_pipeline)")
-            input_hw = tuple(meta['img_shape'][:2])
-            anchors.append(self._slide_probs(self.anchor, ctx.inputs[i:i + 1], size))
-            standard, total, count = None, 0, 0
-            for scale in self.scales:
-                for flip in ((False, True) if self.flip else (False, )):
-                    view = self.original_view(image, scale, flip, input_hw)
-                    view = self.model.data_preprocessor(
-                        dict(inputs=[view.to(device)], data_samples=None), False)['inputs']
-                    probs = self._slide_probs(self.teacher, view, size)
-                    if flip:
-                        probs = probs.flip(-1)
-                    elif scale == 1 and standard is None:
-                        standard = probs
-                    total, count = total + probs, count + 1
-            if standard is None:  # no scale 1 among the views: the input as it is
-                standard = self._slide_probs(self.teacher, ctx.inputs[i:i + 1], size)
-            standards.append(standard)
-            averages.append(total / count)
-        return torch.cat(anchors), torch.cat(standards), torch.cat(averages)
-
-    @staticmethod
-    def _slide_probs(model: nn.Module, inputs: Tensor, size: tuple) -> Tensor:
-        """``model``'s own inference (slide or whole, as its ``test_cfg`` says) of one image,
-        as probabilities resized to ``size``."""
-        shape = tuple(inputs.shape[2:])
-        meta = dict(img_shape=shape, ori_shape=tuple(size), pad_shape=shape,
-                    padding_size=[0, 0, 0, 0])
-        logits = model.inference(inputs, [meta])
-        return F.interpolate(logits, size=size, mode='bilinear',
-                             align_corners=bool(getattr(model, 'align_corners', False))
-                             ).softmax(1)
-
-    def _teacher_views(self, ctx: StepContext, size: tuple | None) -> tuple[Tensor, Tensor]:
-        """The teacher's probabilities on the input as it is, and averaged over all views."""
-        x = ctx.inputs
-        standard, total, count = None, 0, 0
-        for scale in self.scales:
-            view = x if scale == 1 else F.interpolate(
-                x, scale_factor=scale, mode='bilinear', align_corners=False)
-            batch = torch.cat([view, view.flip(-1)]) if self.flip else view
-            logits = ctx.logits_fn(self.teacher, batch)
-            if self.flip:
-                n = x.size(0)
-                logits = torch.cat([logits[:n], logits[n:].flip(-1) if logits.dim() == 4
-                                    else logits[n:]])
-            probs = _upsampled(logits, size).softmax(1)
-            if scale == 1 and standard is None:
-                standard = probs[:x.size(0)]
-            total = total + _sum_views(probs, x.size(0))
-            count += 2 if self.flip else 1
-        if standard is None:  # no scale 1 among the views: the plain input
-            standard = _upsampled(ctx.logits_fn(self.teacher, x), size).softmax(1)
-        return standard, total / count
+        """One view of ``image`` as the reference's multi-scale test pipeline makes it
+        (:func:`~stag_seg.methods.views.original_view`)."""
+        return original_view(image, scale, flip, input_hw)
 
     def loss(self, out: TapOutput, ctx: StepContext) -> MethodLoss:
         label = ctx.state['cotta_label']
-        logits = out.logits
-        if logits.dim() == 3 and label.dim() == 3:
-            # slide inference over several crops: the student trains on a whole-image forward,
-            # as the reference's training forward does
-            logits = ctx.forward().logits
-        if logits.dim() == 4:
-            logits = F.interpolate(logits, size=label.shape[1:], mode='bilinear',
-                                   align_corners=False)
         if self.label == 'hard':
-            per_pos = F.cross_entropy(logits, label, reduction='none')
+            per_pos = label_cross_entropy(out, ctx, label)
         else:
-            per_pos = _soft_cross_entropy(logits, ctx.state['cotta_probs'],
+            per_pos = _soft_cross_entropy(logits_at(out, ctx, label.shape[1:]),
+                                          ctx.state['cotta_probs'],
                                           symmetric=self.label == 'symmetric')
         valid = out.valid
         if valid is not None and valid.shape != per_pos.shape:
@@ -360,39 +312,21 @@ class CoTTA(BaseTTAMethod):
             reweight=lambda m: valid_mean(per_pos * at_positions(m, per_pos), valid))
 
     def after_step(self, out: TapOutput | None, ctx: StepContext) -> None:
-        with torch.no_grad():
-            for t, s in zip(self.teacher.parameters(), self.model.parameters()):
-                t.mul_(self.alpha).add_(s.detach(), alpha=1 - self.alpha)
-            if self.restore_prob > 0:
-                self._restore()
+        ema_update(self.teacher, self.model, self.alpha)
+        if self.restore_prob > 0:
+            self._restore()
 
+    @torch.no_grad()
     def _restore(self) -> None:
-        """Each element of each weight back to its source value with ``restore_prob``."""
+        """Each element of each adapted weight or bias back to its source value with
+        ``restore_prob``."""
         source = self._source_state
-        for name, param in self.model.named_parameters():
-            if not param.requires_grad:
-                continue
+        params = dict(self.model.named_parameters())
+        for name in self._restored:
+            param = params[name]
             mask = torch.rand(param.shape, generator=self.generator) < self.restore_prob
             mask = mask.to(param.device)
             param.copy_(torch.where(mask, source[name].to(param.device), param))
-
-
-def _frozen_copy(model: nn.Module, method: BaseTTAMethod) -> nn.Module:
-    """A detached copy of ``model`` (not of the method, adapter or tap it references), in eval
-    mode."""
-    memo = {id(method): method}
-    for value in vars(model).values():
-        if getattr(value, 'method', None) is method:  # the model's adapter, and its tap
-            memo[id(value)] = value
-            if getattr(value, 'tap', None) is not None:
-                memo[id(value.tap)] = value.tap
-    clone = copy.deepcopy(model, memo)
-    clone.eval()
-    if method.batch_stats:  # as the reference's classification code, whose copies share it
-        use_batch_statistics(clone)
-    for p in clone.parameters():
-        p.requires_grad_(False)
-    return clone
 
 
 def _pixel_statistics(model: nn.Module) -> tuple[Tensor, Tensor]:
@@ -421,8 +355,3 @@ def _upsampled(logits: Tensor, size: tuple | None) -> Tensor:
     if size is None or logits.dim() != 4 or tuple(logits.shape[2:]) == tuple(size):
         return logits
     return F.interpolate(logits, size=size, mode='bilinear', align_corners=False)
-
-
-def _sum_views(probs: Tensor, n: int) -> Tensor:
-    """Sum the (views * N, C, ...) probabilities over views: (N, C, ...)."""
-    return probs.view(-1, n, *probs.shape[1:]).sum(0)

@@ -1,13 +1,16 @@
 """One adaptation step: predict, then update once.
 
-``batch -> forward with grad -> tap -> prediction kept -> method loss + mask/weights ->
-regularizers on the same mask -> one backward -> optimizer step -> method bookkeeping``.
+``batch -> method.prepare (teachers, views) -> forward with grad -> tap -> prediction kept ->
+method loss + mask/weights -> regularizers on the same mask -> one backward -> optimizer step
+-> method bookkeeping``.
 
 The model wrappers call :func:`adapt_step` from their ``test_step``; it calls the method and
 its regularizers, so it sits with them, below the models. Methods that define more forwards get
 them through the :class:`~stag_seg.structures.StepContext` (DeYO's shuffled view, CoTTA's
-teacher views); SAR's sharpness-aware update runs a second forward and backward at the
-perturbed weights (:func:`sam_update`), the only step with two backward passes.
+teacher views). Two update rules take two backward passes: SAR's sharpness-aware update runs a
+second forward and backward at the perturbed weights (:func:`sam_update`), and DAT takes two
+gradients from the one forward and steps a fresh optimizer on the gradients it selects
+(:func:`selective_update`).
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from ..structures import MethodLoss, StepContext, TapOutput
 from .base import BaseTTAMethod
 
 __all__ = ['Step', 'adapt_step', 'sam_ascend', 'sam_descend', 'sam_update', 'selected_fraction',
-           'total_loss', 'update', 'warm_up']
+           'selective_update', 'total_loss', 'update', 'warm_up']
 
 T = TypeVar('T')
 
@@ -47,7 +50,7 @@ class Step(NamedTuple):
 
 def adapt_step(method: BaseTTAMethod,
                ctx: StepContext,
-               forward: Callable[[], T],
+               forward: Callable[[Tensor], T],
                check: Callable[[TapOutput, T], None] | None = None) -> Step:
     """Run ``forward`` once, then update the model once from what the tap recorded; last, the
     method counts the step and applies its reset schedule (``reset_every``).
@@ -55,7 +58,8 @@ def adapt_step(method: BaseTTAMethod,
     Args:
         method (BaseTTAMethod): A configured method.
         ctx (StepContext): The batch, the model family's forward, the tap.
-        forward (Callable): Runs the model and returns its predictions.
+        forward (Callable): Runs the model on a preprocessed batch (``ctx.inputs``, or what
+            ``method.prepare`` made of it) and returns its predictions.
         check (Callable, optional): Called with the tap output and the predictions before the
             loss, to verify that the tapped layer is what the predictions come from.
 
@@ -65,7 +69,7 @@ def adapt_step(method: BaseTTAMethod,
     """
     if not method.needs_grad:
         with torch.no_grad():
-            result = forward()
+            result = forward(ctx.inputs)
         ctx.output = result
         method.after_step(None, ctx)
         return Step(result, None, ctx.stats)
@@ -74,14 +78,15 @@ def adapt_step(method: BaseTTAMethod,
     return step
 
 
-def _update_step(method: BaseTTAMethod, ctx: StepContext, forward: Callable[[], T],
+def _update_step(method: BaseTTAMethod, ctx: StepContext, forward: Callable[[Tensor], T],
                  check: Callable[[TapOutput, T], None] | None) -> Step:
     """:func:`adapt_step` of a method that updates parameters, up to its bookkeeping."""
     # MMEngine's TestLoop runs test_step under torch.no_grad(); adaptation needs the graph of
     # this single forward, so gradients are switched back on here, and nowhere else.
     with torch.enable_grad():
+        ctx.model_inputs = method.prepare(ctx)
         with ctx.tap.capture():
-            result = forward()
+            result = forward(ctx.inputs if ctx.model_inputs is None else ctx.model_inputs)
         ctx.output = result
         out = ctx.tap.output()
         if ctx.valid is not None:
@@ -108,6 +113,11 @@ def _update_step(method: BaseTTAMethod, ctx: StepContext, forward: Callable[[], 
             if sam_stats is None:
                 return _drop_nonfinite(method, ctx, result, 'gradient', prediction)
             stats.update(sam_stats)
+        elif method.uses_gradient_selection:
+            selected = selective_update(method, ctx, out, total, base)
+            if selected is None:
+                return _drop_nonfinite(method, ctx, result, 'gradient', prediction)
+            stats.update(selected)
         elif not update(method.optim_wrapper, total):
             return _drop_nonfinite(method, ctx, result, 'gradient', prediction)
     ctx.tap.clear()
@@ -267,6 +277,54 @@ def sam_update(method: BaseTTAMethod, ctx: StepContext, loss: Tensor,
     optim_wrapper.step()
     optim_wrapper.zero_grad()
     return {f'sam2_{k}': v for k, v in stats.items()} | {'sam2_loss': float(total.detach())}
+
+
+def selective_update(method: BaseTTAMethod, ctx: StepContext, out: TapOutput, loss: Tensor,
+                     first: MethodLoss) -> dict[str, float] | None:
+    """Two gradients from one forward, the method's choice of what each tensor is updated with,
+    and one step of a fresh optimizer (DAT's update).
+
+    1. backward of ``loss`` (the method's :meth:`loss` plus regularizers), keeping the graph;
+    2. backward of ``method.second_loss`` (plus regularizers) on the same forward;
+    3. ``method.select_gradients(first, second)`` gives each parameter's gradient (None: not
+       updated);
+    4. the optimizer's state is reset (``method.reset_optimizer``: fresh moments, as a newly
+       built optimizer; not when ``method.fresh_optimizer`` is False) and it steps once on
+       those gradients.
+
+    Gradients are averaged over ranks after each backward. Returns the second loss's stats
+    (prefixed ``second_``), or None when a loss or a gradient was not finite (no step).
+    """
+    optim_wrapper = method.optim_wrapper
+    if hasattr(optim_wrapper, 'loss_scaler'):
+        raise ValueError(f'{method.name} selects tensors by the size of their gradients, which '
+                         'loss scaling would change: use OptimWrapper, not AmpOptimWrapper')
+    params = _params(optim_wrapper)
+    second = method.second_loss(out, first, ctx)
+    second_total, stats = total_loss(method, out, second)
+    if not all_ranks(bool(torch.isfinite(second_total.detach()))):
+        optim_wrapper.zero_grad()
+        return None
+    grads = []
+    for total, retain in ((loss, True), (second_total, False)):
+        optim_wrapper.zero_grad()
+        optim_wrapper.backward(total, retain_graph=retain)
+        sync_gradients(params)
+        if not all_ranks(gradients_finite(params, optim_wrapper)):
+            optim_wrapper.zero_grad()
+            return None
+        grads.append([p.grad for p in params])
+        for param in params:  # taken out, not zeroed in place: the list keeps them
+            param.grad = None
+    chosen = method.select_gradients(*grads)
+    if getattr(method, 'fresh_optimizer', True):
+        method.reset_optimizer()  # a fresh state: the update of a newly built optimizer
+    for param, grad in zip(params, chosen):
+        param.grad = grad
+    optim_wrapper.step()
+    optim_wrapper.zero_grad()
+    return {f'second_{k}': v for k, v in stats.items()} | {
+        'second_loss': float(second_total.detach())}
 
 
 @torch.no_grad()

@@ -1,9 +1,11 @@
 """MM model wrappers, the classifier tap, the adapter of each model family, and the models of
-the embedded benchmarks (the small CNN, the NVlabs SegFormer head and backbone)."""
+the embedded benchmarks (the small CNN, the NVlabs SegFormer head and backbone), and SVDP's
+sparse prompt."""
 from .adapter import (Adapter, ClassifierAdapter, SegmentorAdapter, build_adapter,
                       classifier_logits, padding_mask, segmentor_logits)
 from .nv_mit import NVMixVisionTransformer
 from .nv_segformer_head import LevelProjection, NVSegFormerHead
+from .prompt import SparsePrompt, SparsePromptedBackbone
 from .small_convnet import SmallConvNet
 from .tap import (NOT_PER_PIXEL_LINEAR, ClassifierTap, TapOutput, refusal_reason, tap_cls_head,
                   tap_decode_head)
@@ -13,6 +15,7 @@ from .tta_image_classifier import TTAImageClassifier
 __all__ = [
     'NOT_PER_PIXEL_LINEAR', 'Adapter', 'ClassifierAdapter', 'ClassifierTap', 'LevelProjection',
     'NVMixVisionTransformer', 'NVSegFormerHead', 'SegmentorAdapter', 'SmallConvNet',
+    'SparsePrompt', 'SparsePromptedBackbone',
     'TTACascadeEncoderDecoder', 'TTAEncoderDecoder',
     'TTAImageClassifier', 'TapOutput', 'build_adapter', 'classifier_logits', 'padding_mask',
     'refusal_reason', 'segmentor_logits', 'tap_cls_head', 'tap_decode_head',

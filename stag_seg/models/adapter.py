@@ -138,7 +138,7 @@ class SegmentorAdapter(Adapter):
                           valid=lambda logits: padding_mask(logits, inputs, metas),
                           metas=[dict(m) for m in metas])
         step = adapt_step(self.method, ctx,
-                          lambda: model.inference(inputs, [dict(m) for m in metas]))
+                          lambda x: model.inference(x, [dict(m) for m in metas]))
         seg_logits = step.result if step.prediction is None else step.prediction
         with torch.no_grad():
             return model.postprocess_result(seg_logits.detach(), samples), step
@@ -161,7 +161,7 @@ class ClassifierAdapter(Adapter):
         check = (partial(_check_scores, model=model, tap=tap)
                  if tap is not None and not tap.checked else None)
         ctx = StepContext(inputs, model, classifier_logits, tap)
-        step = adapt_step(self.method, ctx, lambda: model.predict(inputs, samples), check=check)
+        step = adapt_step(self.method, ctx, lambda x: model.predict(x, samples), check=check)
         for i, sample in enumerate(step.result):
             if step.prediction is not None:
                 score = step.prediction[i].detach().softmax(0)

@@ -1,0 +1,40 @@
+"""tools/benchmark_teacher_cost.py at a tiny size: every part runs and writes its JSON."""
+import importlib.util
+import json
+import os.path as osp
+
+import pytest
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location(
+        'benchmark_teacher_cost', osp.join(ROOT, 'tools', 'benchmark_teacher_cost.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_cost_tool_measures_methods_and_the_teacher_at_a_tiny_size(tmp_path):
+    out = str(tmp_path / 'cost.json')
+    report = _tool().main([
+        '--config', 'configs/demo/segformer-mit-b0_source.py', '--size', '128x256',
+        '--input', '64x128', '--crop', '48', '--stride', '32', '--images', '1', '--warmup', '0',
+        '--methods', 'svdp', '--views-per-forward', '1', '3', '--budget-gb', '24',
+        '--out', out])
+    with open(out) as f:
+        saved = json.load(f)
+    assert saved == json.loads(json.dumps(report))
+    assert saved['methods']['svdp']['seconds_per_image'] > 0
+    assert saved['methods']['svdp']['peak_mb'] > 0
+    loop, batched = saved['teacher']['1'], saved['teacher']['3']
+    assert loop['max_abs_diff_from_first'] == 0 and batched['same_labels_as_first']
+    assert batched['max_abs_diff_from_first'] < 1e-5
+    assert saved['views_per_forward_ceiling'] == 3
+
+
+def test_the_cost_tool_rejects_bad_sizes():
+    with pytest.raises(SystemExit):
+        _tool().parse_args(['--size', '1080by1920'])
