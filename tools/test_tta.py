@@ -9,6 +9,9 @@ model family, e.g. ``configs/_base_/settings/digits-c_label-shift.py`` (configs/
 Writes tta_results.{json,csv,md,png} to the work dir (``--work-dir``, else the config's
 ``work_dir``, else ``./work_dirs/<config name>``), beside the dumped config and
 environment.json. ``--show-dir`` draws the first K predictions of every (round, domain).
+
+Exit status: 0 when the stream is done; 75 when SIGTERM or SIGINT stopped it after saving the
+state (``--resume`` continues it); 1 on an error (the message names the rank and the cause).
 """
 import argparse
 import os
@@ -99,8 +102,18 @@ def main() -> None:
         sys.exit(err.args[0] if isinstance(err, KeyError) and err.args else str(err))
     compat.cpu_distributed_config(cfg)  # gloo and CPU-placed DDP where no GPU exists
 
+    from stag_seg.engine.preemption import EXIT_PREEMPTED, Preempted
     try:
         Runner.from_cfg(cfg).test()
+    except Preempted as err:
+        rank = os.environ.get('RANK', '0')
+        print(f'test_tta.py: rank {rank} preempted: {err}', file=sys.stderr, flush=True)
+        # torchrun exits 1 whatever its workers' status; tools/dist_test_tta.sh reads this
+        status_dir = os.environ.get('STAG_SEG_STATUS_DIR')
+        if status_dir:
+            with open(osp.join(status_dir, f'rank{rank}'), 'w') as f:
+                f.write(f'{EXIT_PREEMPTED}\n')
+        sys.exit(EXIT_PREEMPTED)
     except Exception as err:
         # torchrun reports which process failed; say why, so one rank's error is never lost
         rank = os.environ.get('RANK', '0')
