@@ -165,10 +165,11 @@ class StreamState:
         loop = self.loop
         self._refuse_other_runs()
         step, path, damaged, newer = self._choose()
-        for bad, problem in damaged:
-            print_log(f'--resume: refused {bad}: {problem}; it is renamed {bad}.damaged',
-                      logger='current', level=logging.WARNING)
-            os.replace(bad, bad + '.damaged')  # kept for a look, never listed again
+        for rank, bad, problem in damaged:  # every rank's, so that the main process says them
+            print_log(f'--resume: refused {bad}: {problem}; it is renamed {bad}.damaged (kept '
+                      'for a look, never read again)', logger='current', level=logging.WARNING)
+            if rank == get_rank():
+                os.replace(bad, bad + '.damaged')
         for unused in newer:  # whole, but another rank's file of its step is not
             print_log(f'--resume: removed {unused}: another rank has no whole state of its '
                       'step, which is run again', logger='current', level=logging.WARNING)
@@ -223,9 +224,10 @@ class StreamState:
                 'and its own BatchNorm statistics. Resume with the same number of processes, '
                 'or run again without --resume')
 
-    def _choose(self) -> tuple[int, str, list[tuple[str, str]], list[str]]:
+    def _choose(self) -> tuple[int, str, list[tuple[int, str, str]], list[str]]:
         """The newest stream step whose state is whole on every rank: ``(step, this rank's
-        file of it, [(damaged file, what is wrong)], [whole files of newer steps])``."""
+        file of it, [(rank, damaged file, what is wrong)] of every rank, [this rank's whole
+        files of newer steps])``."""
         own = self._own()
         good, damaged = {}, []
         for step, path in reversed(own):
@@ -233,24 +235,29 @@ class StreamState:
                 check_state(path)
                 good[step] = path
             except StateFileError as err:
-                damaged.append((path, err.problem))
-        steps = all_gather_object(sorted(good)) if get_world_size() > 1 else [sorted(good)]
+                damaged.append((get_rank(), path, err.problem))
+        mine = (sorted(good), damaged)
+        ranks = all_gather_object(mine) if get_world_size() > 1 else [mine]
+        steps = [s for s, _ in ranks]
+        damaged = [d for _, bad in ranks for d in bad]
         common = set(steps[0]).intersection(*steps[1:])
-        if not own and not any(steps):
+        if not any(steps) and not damaged:
             raise FileNotFoundError(
                 f'--resume: no saved state in {self.folder}; the run saves one every '
                 f'test_cfg.checkpoint_interval ({self.loop.checkpoint_interval}) steps and '
                 'when it is preempted. Run without --resume to start from the beginning')
         if not common:
-            why = '; '.join(f'{p}: {problem}' for p, problem in damaged) or 'none damaged'
+            why = '; '.join(f'{p}: {problem}' for _, p, problem in damaged) or 'none damaged'
             held = ', '.join(f'rank {r}: {s or "none"}' for r, s in enumerate(steps))
             raise ValueError(f'--resume: no stream step has a whole state on every rank '
-                             f'(whole states by step, {held}; this rank\'s damaged files: '
-                             f'{why}). Run again without --resume')
+                             f'(whole states by step, {held}; damaged files: {why}). Run '
+                             'again without --resume')
         step = max(common)
-        if step != max(good):
+        newest = max(max(s) for s in steps if s)
+        if step != newest:
             print_log(f'--resume: going back to stream step {step}, the newest whole on every '
-                      f'rank ({good[step]})', logger='current', level=logging.WARNING)
+                      f'rank (the newest saved is {newest})', logger='current',
+                      level=logging.WARNING)
         return step, good[step], damaged, [good[s] for s in good if s > step]
 
     def restore_evaluator(self, state: dict) -> None:
@@ -261,13 +268,13 @@ class StreamState:
             metric.results = _to_device(list(results), device)
 
     def remove(self) -> None:
-        """The run is complete: nothing to resume. Removes this rank's files (and the folder
-        once it is empty)."""
+        """The run is complete: nothing to resume. Removes this rank's state files and the
+        temporary files of interrupted writes (and the folder once it is empty); files that a
+        resumption refused stay, as ``*.damaged``, until the user removes them."""
         for _, path in self._own():
             os.remove(path)
-        pattern = f'*.rank{get_rank()}-of-{get_world_size()}.pth*'
-        for leftover in glob.glob(osp.join(self.folder, pattern)) + glob.glob(
-                osp.join(self.folder, '.' + pattern)):
+        tmp = f'.*.rank{get_rank()}-of-{get_world_size()}.pth.tmp'
+        for leftover in glob.glob(osp.join(self.folder, tmp)):
             os.remove(leftover)
         try:
             os.rmdir(self.folder)
