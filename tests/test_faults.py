@@ -70,9 +70,13 @@ def test_a_killed_rank_ends_the_job_naming_it_and_resumes_identically(check):
 
 
 @slow
-@pytest.mark.parametrize('sig, to', [('SIGTERM', 'all'), ('SIGINT', 'group')])
-def test_preemption_saves_at_the_next_step_exits_75_and_resumes_identically(check, sig, to):
-    row = check.preemption(sig, to)
+@pytest.mark.parametrize('sig, to, workers', [
+    ('SIGTERM', 'all', 2),  # slurm: every process of the job, the loader's workers too
+    ('SIGINT', 'group', None),  # Ctrl-C: the launcher, which forwards it to its processes
+], ids=['SIGTERM-to-all', 'SIGINT-to-launcher'])
+def test_preemption_saves_at_the_next_step_exits_75_and_resumes_identically(check, sig, to,
+                                                                            workers):
+    row = check.preemption(sig, to, workers=workers)
     assert row['exit'] == 75, row
     step = row['step'] + 1  # the signal came during this step; saved after it, on every rank
     assert row['kept'] == {0: [row['step'], step], 1: [row['step'], step]}, row

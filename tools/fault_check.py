@@ -349,11 +349,13 @@ class Check:
         torch.save(dict(state_dict=built.state_dict()), checkpoint)
         return cls(config, checkpoint, out, **kwargs)
 
-    def make_config(self, name: str, hooks: list[dict] = (), **test_cfg) -> str:
-        """The base config with the fault hooks and ``test_cfg`` changes, written to a file."""
+    def make_config(self, name: str, hooks: list[dict] = (), options: dict | None = None,
+                    **test_cfg) -> str:
+        """The base config with the fault hooks, ``options`` (dotted keys) and ``test_cfg``
+        changes, written to a file."""
         from mmengine.config import Config
         cfg = Config.fromfile(self.config)
-        cfg.merge_from_dict(self.cfg_options)
+        cfg.merge_from_dict(dict(self.cfg_options, **(options or {})))
         imports = cfg.get('custom_imports', dict(imports=[]))
         cfg.custom_imports = dict(imports=list(imports.get('imports', [])) + ['stag_seg',
                                                                                'fault_check'],
@@ -424,9 +426,11 @@ class Check:
         job = self.run(config, work_dir)
         with open(osp.join(work_dir, 'fault_marker.json')) as f:
             killed_at = json.load(f)['time']
+        messages = _lines(job.stderr, 'died without a word', 'failed:')
         row = dict(fault='killed_rank', nproc=self.nproc, rank=rank, step=step, exit=job.rc,
                    seconds_to_end=job.ended - killed_at, left_behind=len(job.left_behind()),
-                   messages=_lines(job.stderr, 'died without a word', 'failed:'),
+                   messages=messages,
+                   named_lost_rank=any(f'rank(s) {rank} ' in m for m in messages),
                    torchrun_rank_lines=_lines(job.stderr, f'rank      : {rank}', 'exitcode'),
                    kept=state_steps(work_dir))
         other = 1 if self.nproc > 1 else 2
@@ -438,16 +442,20 @@ class Check:
         row.update(self.resume(self.make_config('killed_rank_resume'), work_dir))
         return row
 
-    def preemption(self, sig: str = 'SIGTERM', to: str = 'all', step: int | None = None) -> dict:
+    def preemption(self, sig: str = 'SIGTERM', to: str = 'all', step: int | None = None,
+                   workers: int | None = None) -> dict:
         """``sig`` while the stream is at ``step``: to every process of the job (``'all'``,
-        slurm's preemption), to the launcher's process group (``'group'``, Ctrl-C) or by each
-        rank to itself (``'self'``)."""
+        slurm's preemption; data-loader workers included), to the launcher's process group
+        (``'group'``, Ctrl-C) or by each rank to itself (``'self'``). ``workers``: the
+        data loader's ``num_workers`` (default: the config's)."""
         step = self._middle() if step is None else step
-        name = f'preemption_{sig}_{to}'
+        name = f'preemption_{sig}_{to}' + (f'_{workers}workers' if workers is not None else '')
         work_dir = self.fresh(name)
         action = sig if to == 'self' else 'wait_signal'
+        options = {} if workers is None else {'test_dataloader.num_workers': workers,
+                                              'test_dataloader.persistent_workers': False}
         config = self.make_config(name, [dict(type='FaultInjector', action=action, step=step,
-                                              rank=-1 if to == 'self' else 0)])
+                                              rank=-1 if to == 'self' else 0)], options)
         job = self.launch(config, work_dir)
         marker = osp.join(work_dir, 'fault_marker.json')
         sent = None
@@ -458,9 +466,12 @@ class Check:
             sent = time.time()
             (job.signal_all if to == 'all' else job.signal_group)(getattr(signal, sig))
         job.wait(self.timeout)
+        kept = state_steps(work_dir)
         row = dict(fault='preemption', signal=sig, to=to, nproc=self.nproc, step=step,
+                   workers=workers,
                    exit=job.rc, seconds_to_end=job.ended - sent if sent else None,
-                   left_behind=len(job.left_behind()), kept=state_steps(work_dir),
+                   left_behind=len(job.left_behind()), kept=kept,
+                   saved_at=sorted({max(s) for s in kept.values()}),
                    messages=_lines(job.output, 'preempted:'),
                    partial=_partial_flags(work_dir))
         row.update(self.resume(self.make_config(f'{name}_resume'), work_dir))
@@ -686,10 +697,10 @@ def faults_markdown(document: dict) -> str:
     for row in document['rows']:
         lines.append('| ' + ' | '.join(_cells(row, document)) + ' |')
     setup = document['setup']
-    lines += ['', f'{setup["nproc"]} processes ({setup["backend"]}, {setup["device"]}), '
-              f'`{setup["config"]}`, {setup["rounds"]} rounds of {setup["stream_steps"]} steps '
-              f'per rank, a state every {setup["interval"]} steps; measured with '
-              f'`{setup["command"]}`.']
+    lines += ['', f'{setup["nproc"]} processes ({setup["backend"]}, {setup["device"]}, torch '
+              f'{setup["torch"]}) on {setup["config"]}: {setup["rounds"]} rounds, '
+              f'{setup["stream_steps"]} steps per rank, a state every {setup["interval"]} steps; '
+              f'measured with `{setup["command"]}`.']
     return '\n'.join(lines) + '\n'
 
 
@@ -709,19 +720,22 @@ def _cells(row: dict, document: dict) -> list[str]:
     if fault == 'killed_rank':
         return [f'SIGKILL to rank {row["rank"]} of {row["nproc"]} before step {row["step"] + 1}',
                 f'the job ended by itself {row["seconds_to_end"]:.1f} s later, exit '
-                f'{row["exit"]}, naming rank {row["rank"]}; {row["left_behind"]} processes '
-                f'left. A resume with {row["other_nproc"]} process(es) was refused (exit '
-                f'{row["other_exit"]}) with the reason; with {row["nproc"]}, exit '
-                f'{row["resume_exit"]}',
+                f'{row["exit"]}, ' + ('naming' if row['named_lost_rank'] else '**not naming**')
+                + f' rank {row["rank"]}; {row["left_behind"]} processes left. A resume with '
+                f'{row["other_nproc"]} process(es): exit {row["other_exit"]}, '
+                + ('refused with the reason' if row['other_messages'] else '**no reason**')
+                + f'; with {row["nproc"]}: exit {row["resume_exit"]}',
                 'the states of ' + _kept(row['kept']), _lost(row)]
     if fault == 'preemption':
         how = dict(all='every process of the job', group='the launcher\'s process group '
                    '(Ctrl-C)', self='every rank, by itself')[row['to']]
         took = (f' {row["seconds_to_end"]:.1f} s after the signal'
                 if row.get('seconds_to_end') is not None else '')
-        return [f'{row["signal"]} to {how} during step {row["step"] + 1}',
-                f'state saved after step {row["step"] + 1} on every rank, exit {row["exit"]}'
-                f'{took}; {row["left_behind"]} processes left',
+        workers = (f', {row["workers"]} data-loader workers per rank' if row.get('workers')
+                   else '')
+        return [f'{row["signal"]} to {how} during step {row["step"] + 1}{workers}',
+                f'state saved after step {"/".join(map(str, row["saved_at"]))} on every '
+                f'rank, exit {row["exit"]}{took}; {row["left_behind"]} processes left',
                 'the states of ' + _kept(row['kept']), _lost(row)]
     if fault == 'torn_state':
         what = ' and '.join(f'{d} rank {i}\'s newest state' for i, d in
@@ -756,8 +770,9 @@ def _cells(row: dict, document: dict) -> list[str]:
                 f'every rank skipped them together: weights identical on every rank after '
                 f'each of {row["steps_checked"]} steps'
                 if row['identical_every_step'] else '**the ranks\' weights differ**',
-                f'the weights of before the storm; counted once: {row["nonfinite_steps"]} '
-                'non-finite steps', f'the {row["steps"]} steps\' updates (skipped by policy)']
+                f'the weights of before the storm ({row["unchanged_steps"]} steps without an '
+                f'update); {row["nonfinite_steps"]} non-finite steps counted in the results',
+                f'the {row["steps"]} steps\' updates, skipped by the policy']
     if fault == 'load':
         ranks = row['ranks']
         rss = '; '.join(f'{r["rss_mb_round_2"]:.0f} -> {r["rss_mb_last"]:.0f} MB'
@@ -803,7 +818,8 @@ def run_all(check: Check, only=SCENARIOS, load_rounds: int = 20) -> list[dict]:
     for name in only:
         print(f'fault_check: {name}', flush=True)
         if name == 'preemption':
-            rows += [check.preemption('SIGTERM', 'all'), check.preemption('SIGINT', 'group')]
+            rows += [check.preemption('SIGTERM', 'all', workers=2),
+                     check.preemption('SIGINT', 'group')]
         elif name == 'torn_state':
             rows.append(check.torn_state())
         elif name == 'write_kill':
@@ -817,6 +833,15 @@ def run_all(check: Check, only=SCENARIOS, load_rounds: int = 20) -> list[dict]:
     return rows
 
 
+def _relative(value, places: list[tuple[str, str]]):
+    if isinstance(value, str):
+        for absolute, relative in places:
+            value = value.replace(absolute, relative)
+    elif isinstance(value, list):
+        value = [_relative(v, places) for v in value]
+    return value
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
@@ -825,18 +850,28 @@ def main(argv=None) -> int:
     check = (Check.tiny(args.out, **options) if args.tiny else
              Check(args.config, args.checkpoint, args.out, **options))
     rows = run_all(check, args.only, args.load_rounds)
+    from mmengine.config import Config
     gpu = torch.cuda.is_available()
+    cfg = Config.fromfile(check.config)
+    cfg.merge_from_dict(check.cfg_options)
+    # what the processes used: the config's backend, gloo where there is no GPU (stag_seg.compat)
+    backend = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('backend', 'nccl') if gpu else 'gloo'
     command = 'python tools/fault_check.py ' + ' '.join(
         sys.argv[1:] if argv is None else argv)
-    config = ('the tiny setup (Check.tiny): ' + osp.relpath(DEMO_CONFIG, ROOT) + ' shrunk'
-              if args.tiny else osp.relpath(args.config, ROOT))
+    config = (f'`{osp.relpath(DEMO_CONFIG, ROOT)}` shrunk to a tiny model and stream '
+              '(`Check.tiny`)' if args.tiny else f'`{osp.relpath(args.config, ROOT)}`')
     document = dict(setup=dict(config=config, nproc=args.nproc,
                                rounds=args.rounds, interval=args.interval,
                                stream_steps=check.stream_steps,
-                               backend='nccl' if gpu else 'gloo',
+                               backend=backend,
                                device=torch.cuda.get_device_name() if gpu else 'CPU',
                                torch=torch.__version__, command=command),
                     rows=rows)
+    # the document names files as the command did: relative to the repository, not this machine
+    places = [(check.out, args.out.rstrip('/')), (ROOT + os.sep, ''),
+              (sys.executable, 'python')]
+    document = json.loads(json.dumps(document), object_hook=lambda d: {
+        k: _relative(v, places) for k, v in d.items()})
     with open(osp.join(args.out, 'faults.json'), 'w') as f:
         json.dump(document, f, indent=2)
     text = faults_markdown(document)

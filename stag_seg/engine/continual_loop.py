@@ -22,7 +22,7 @@ from ..evaluation import (DomainProgress, StreamResults, format_records, results
                           write_partial, write_run)
 from .guards import (BadInputError, BadInputPolicy, CollapseGuardHook, batch_files,
                      check_batch)
-from .preemption import Preempted, PreemptionSignals
+from .preemption import Preempted, PreemptionSignals, shield_workers
 from .resume import StreamState, rng_state, set_rng_state
 from .stats_hook import TTAStatsHook
 
@@ -134,6 +134,8 @@ class ContinualTestLoop(TestLoop):
         for name, loader in self.domains:
             if len(loader.dataset) == 0:
                 raise ValueError(f'domain {name!r} has no samples; check its dataset config')
+            if checkpoint_interval:  # preemptible: the workers outlive SIGTERM and SIGINT
+                shield_workers(loader)
         self.rounds, self.episodic, self.optimizer_reset = rounds, episodic, optimizer_reset
         self.metric_key, self.metric = metric_key, metric_key.split('/')[0]
         self.progress, self.on_bad_input = progress, on_bad_input

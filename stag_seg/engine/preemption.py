@@ -6,6 +6,12 @@ While :class:`PreemptionSignals` is active, either signal only sets a flag; the 
 the next step boundary (:meth:`PreemptionSignals.requested`, agreed over the ranks, so that every
 rank saves the same step), saves the state and raises :class:`Preempted`. ``tools/test_tta.py``
 then exits with :data:`EXIT_PREEMPTED`; ``--resume`` continues with identical results.
+
+Data-loader workers must live until that step is done: slurm signals every process of a job, and
+a torchrun worker's loader processes share its process group, to which torchrun forwards the
+signal. PyTorch's workers die on SIGTERM from anyone but their parent and stop on SIGINT, which
+fails the step in the main process; :func:`shield_workers` makes them ignore both (they still
+exit with the main process, which they watch, and on SIGKILL).
 """
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ import threading
 
 from ..dist import all_ranks
 
-__all__ = ['EXIT_PREEMPTED', 'Preempted', 'PreemptionSignals']
+__all__ = ['EXIT_PREEMPTED', 'Preempted', 'PreemptionSignals', 'shield_workers']
 
 #: The exit status of a run that saved its state because it was asked to stop (BSD's
 #: EX_TEMPFAIL: "try again later"), distinct from an error (1), a usage error (2) and a death by
@@ -63,3 +69,24 @@ class PreemptionSignals:
         if all_ranks(self.signal is None):
             return None
         return self.signal or 'a signal to another rank'
+
+
+class _IgnoreStopSignals:
+    """A data loader's ``worker_init_fn`` that ignores SIGTERM and SIGINT, then calls the
+    loader's own (picklable, for the ``spawn`` start method)."""
+
+    def __init__(self, init_fn) -> None:
+        self.init_fn = init_fn
+
+    def __call__(self, worker_id: int) -> None:
+        for sig in _SIGNALS:  # after PyTorch installed its own worker handlers
+            signal.signal(sig, signal.SIG_IGN)
+        if self.init_fn is not None:
+            self.init_fn(worker_id)
+
+
+def shield_workers(loader) -> None:
+    """Make ``loader``'s worker processes ignore SIGTERM and SIGINT, so that a preempted run
+    still has its data for the step it finishes."""
+    if not isinstance(loader.worker_init_fn, _IgnoreStopSignals):
+        loader.worker_init_fn = _IgnoreStopSignals(loader.worker_init_fn)
