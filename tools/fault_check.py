@@ -747,7 +747,7 @@ def _cells(row: dict, document: dict) -> list[str]:
                 'the previous states; the damaged files, renamed `.damaged`'
                 if row['damaged_kept'] else 'the previous states', _lost(row)]
     if fault == 'write_kill':
-        return [f'a kill at each of {len(row["outcomes"])} points of a state write '
+        return [f'A kill at each of {len(row["outcomes"])} points of a state write '
                 f'({", ".join(row["outcomes"])})',
                 f'the file then held: {", ".join(sorted(set(row["outcomes"].values())))}; '
                 f'{row["loaded_wrongly"]} loaded wrongly',
