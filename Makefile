@@ -16,7 +16,7 @@ SEEDS ?= 0
 # make demo-cls runs this many runs at once, each a process with cores/JOBS torch threads
 JOBS ?= 2
 
-.PHONY: install test test-fast test-zoo zoo docs lint demo demo-data demo-data-calibrated calibrate demo-cls demo-cls-data demo-table results-demo soak benchmark \
+.PHONY: install test test-fast test-zoo zoo docs lint demo demo-data demo-data-calibrated calibrate demo-cls demo-cls-data demo-table results-demo soak faults benchmark \
 	benchmark-scaling mmcv-full clean-demo wheel check-wheel resolver-check test-onedl
 
 install: $(STAMP)
@@ -138,6 +138,17 @@ results-demo: demo
 # 20 rounds of Tent+STAG and CoTTA+STAG: memory, NaN and skipped steps per round (~20 min)
 soak: demo-data
 	$(PY) tools/soak.py --rounds 20 --per-domain 20 --out work_dirs/soak
+
+# Each fault of a long two-process run injected and watched (tools/fault_check.py): a killed
+# rank, SIGTERM and SIGINT, a torn state, a kill while writing one, a full disk, a NaN storm, 20
+# rounds of load. By default on the tiny model and stream the tests use (a few minutes);
+# FAULTS_ARGS='configs/demo/segformer-mit-b0_tent_stag.py
+# checkpoints/segformer-mit-b0_synthetic-cityscapes.pth --cfg-options
+# test_dataloader.dataset.indices=8' on the embedded benchmark. Prints the table of
+# docs/en/user_guides/long_runs.md and writes faults.json and faults.md to work_dirs/faults.
+FAULTS_ARGS ?= --tiny
+faults: install
+	$(PY) tools/fault_check.py $(FAULTS_ARGS) --out work_dirs/faults
 
 benchmark: install
 	$(PY) tools/benchmark_overhead.py --out work_dirs/benchmark_overhead.json

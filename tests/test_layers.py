@@ -57,8 +57,9 @@ IMPORTED = {
     'stag_seg.evaluation.stream_results', 'stag_seg.evaluation.tables',
     'stag_seg.evaluation.visualize',
     'stag_seg.engine', 'stag_seg.engine.configuration', 'stag_seg.engine.continual_loop',
-    'stag_seg.engine.guards', 'stag_seg.engine.lr_scaling', 'stag_seg.engine.resume',
-    'stag_seg.engine.show_hook', 'stag_seg.engine.stats_hook', 'stag_seg.engine.tta_hook',
+    'stag_seg.engine.guards', 'stag_seg.engine.lr_scaling', 'stag_seg.engine.preemption',
+    'stag_seg.engine.resume', 'stag_seg.engine.show_hook', 'stag_seg.engine.state_files',
+    'stag_seg.engine.stats_hook', 'stag_seg.engine.tta_hook',
 }
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 

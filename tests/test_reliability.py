@@ -306,12 +306,12 @@ def test_a_run_killed_and_resumed_gives_the_uninterrupted_results(tiny_tree, tmp
     proc = _test_tta(_stream_config(tmp_path, tiny_tree, method), checkpoint, '--work-dir',
                      str(whole), tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert not (whole / 'tta_state.pth').exists()  # a complete run leaves nothing to resume
+    assert not (whole / 'tta_state').exists()  # a complete run leaves nothing to resume
     # stream steps 1-3 fog, 4-6 night, 7-9 rain, ...; a state every 2 steps
     proc = _test_tta(_stream_config(tmp_path, tiny_tree, method, kill_at=kill_at), checkpoint,
                      '--work-dir', str(cut), tmp_path=tmp_path)
     assert proc.returncode == -9, proc.stderr[-3000:]
-    assert (cut / 'tta_state.pth').exists() and not (cut / 'tta_results.json').exists()
+    assert list((cut / 'tta_state').glob('*.pth')) and not (cut / 'tta_results.json').exists()
     proc = _test_tta(_stream_config(tmp_path, tiny_tree, method), checkpoint, '--work-dir',
                      str(cut), '--resume', tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -324,4 +324,4 @@ def test_resume_without_a_saved_state_is_a_clear_error(tiny_tree, tmp_path, chec
     config = _stream_config(tmp_path, tiny_tree, dict(type='Tent'))
     proc = _test_tta(config, checkpoint, '--work-dir', str(tmp_path / 'none'), '--resume',
                      tmp_path=tmp_path)
-    assert proc.returncode != 0 and '--resume: no saved state at' in proc.stderr
+    assert proc.returncode != 0 and '--resume: no saved state in' in proc.stderr

@@ -31,6 +31,7 @@ def _generated() -> list[tuple[str, str, object]]:
     """``(json, md, render)`` for every table the tools write from a committed document."""
     calibration, overhead = _tool('calibrate_severity'), _tool('benchmark_overhead')
     scaling, soak, sweep = _tool('benchmark_scaling'), _tool('soak'), _tool('sweep_zoo')
+    faults = _tool('fault_check')
     pairs = [(path, osp.join(osp.dirname(path), 'table.md'), _suite_table)
              for path in glob.glob(osp.join(RESULTS, 'suites', '**', 'table.json'),
                                    recursive=True)]
@@ -41,6 +42,7 @@ def _generated() -> list[tuple[str, str, object]]:
         ('cost/overhead_cpu.json', 'cost/overhead_cpu.md', overhead.overhead_markdown),
         ('cost/scaling_cpu.json', 'cost/scaling_cpu.md', scaling.scaling_markdown),
         ('soak/soak.json', 'soak/soak.md', soak.soak_markdown),
+        ('faults/faults.json', 'faults/faults.md', faults.faults_markdown),
         ('model_zoo/supported_models.json', osp.join(ROOT, 'docs', 'en', 'supported_models.md'),
          sweep.table),
     ]

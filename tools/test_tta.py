@@ -9,6 +9,9 @@ model family, e.g. ``configs/_base_/settings/digits-c_label-shift.py`` (configs/
 Writes tta_results.{json,csv,md,png} to the work dir (``--work-dir``, else the config's
 ``work_dir``, else ``./work_dirs/<config name>``), beside the dumped config and
 environment.json. ``--show-dir`` draws the first K predictions of every (round, domain).
+
+Exit status: 0 when the stream is done; 75 when SIGTERM or SIGINT stopped it after saving the
+state (``--resume`` continues it); 1 on an error (the message names the rank and the cause).
 """
 import argparse
 import os
@@ -99,15 +102,35 @@ def main() -> None:
         sys.exit(err.args[0] if isinstance(err, KeyError) and err.args else str(err))
     compat.cpu_distributed_config(cfg)  # gloo and CPU-placed DDP where no GPU exists
 
+    from stag_seg.engine.preemption import EXIT_PREEMPTED, Preempted
+    rank = os.environ.get('RANK', '0')
+    _status('running')
     try:
         Runner.from_cfg(cfg).test()
+    except Preempted as err:
+        print(f'test_tta.py: rank {rank} preempted: {err}', file=sys.stderr, flush=True)
+        _status(str(EXIT_PREEMPTED))
+        sys.exit(EXIT_PREEMPTED)
     except Exception as err:
         # torchrun reports which process failed; say why, so one rank's error is never lost
-        rank = os.environ.get('RANK', '0')
         print(f'test_tta.py: rank {rank} failed: {type(err).__name__}: {err}', file=sys.stderr,
               flush=True)
+        _status('1')
         raise
+    _status('0')
 
+
+def _status(word: str) -> None:
+    """Tell ``tools/dist_test_tta.sh`` how this rank ended, since torchrun exits 1 whatever its
+    processes' status: ``running`` until it ends, then 0, 1, or 75 (preempted). A rank still
+    ``running`` after torchrun returned was killed without a word (SIGKILL, out of memory)."""
+    folder = os.environ.get('STAG_SEG_STATUS_DIR')
+    if not folder:
+        return
+    path = osp.join(folder, f'rank{os.environ.get("RANK", "0")}')
+    with open(osp.join(folder, f'.rank{os.environ.get("RANK", "0")}.tmp'), 'w') as f:
+        f.write(word + '\n')
+    os.replace(f.name, path)
 
 if __name__ == '__main__':
     main()

@@ -15,7 +15,7 @@ import logging
 import os
 import pickle
 import warnings
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -123,17 +123,23 @@ def enable_full_pickle_loading() -> None:
     os.environ[_FULL_PICKLE_ENV] = '1'
 
 
-def load_checkpoint(filename: str, map_location: str | torch.device = 'cpu') -> Any:
+def load_checkpoint(filename: str | BinaryIO, map_location: str | torch.device = 'cpu') -> Any:
     """Load a checkpoint file with the ``weights_only`` unpickler and the allow-list.
+
+    Args:
+        filename (str | BinaryIO): A path, or an open binary file positioned at the checkpoint.
+        map_location (str | torch.device): Where tensors go. Defaults to ``'cpu'``.
 
     Raises:
         FileNotFoundError: ``filename`` does not exist.
         pickle.UnpicklingError: the file holds objects outside the allow-list (for instance a
             pickle that would run code); the message names the fix.
     """
+    if not isinstance(filename, (str, os.PathLike)):
+        return _load(filename, map_location, name=getattr(filename, 'name', repr(filename)))
     if not os.path.isfile(filename):
         raise FileNotFoundError(f'checkpoint not found: {filename}')
-    return _load(filename, map_location, name=filename)
+    return _load(filename, map_location, name=str(filename))
 
 
 def _load(file: Any, map_location: Any, name: str) -> Any:

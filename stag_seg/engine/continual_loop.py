@@ -1,8 +1,10 @@
 """``ContinualTestLoop``: a test loop over a stream of domains, round after round."""
 from __future__ import annotations
 
+import logging
 import sys
 import time
+from contextlib import nullcontext
 from typing import Iterator, Sequence
 
 from mmengine.dist import is_main_process
@@ -15,10 +17,12 @@ from tqdm import tqdm
 
 from .. import compat
 from ..datasets.domains import domain_dataloader
+from ..dist import all_ranks
 from ..evaluation import (DomainProgress, StreamResults, format_records, results_document,
                           write_partial, write_run)
 from .guards import (BadInputError, BadInputPolicy, CollapseGuardHook, batch_files,
                      check_batch)
+from .preemption import Preempted, PreemptionSignals, shield_workers
 from .resume import StreamState, rng_state, set_rng_state
 from .stats_hook import TTAStatsHook
 
@@ -73,10 +77,14 @@ class ContinualTestLoop(TestLoop):
             reset the model to the source when it fires, counted in the record
             (``guard_resets``). Off by default.
         checkpoint_interval (int): Every this many steps the whole state is saved atomically
-            to ``<work_dir>/tta_state.pth`` (:mod:`~stag_seg.engine.resume`). 0 never saves.
-            Defaults to 500.
-        resume (bool): Continue from that state (``tools/test_tta.py --resume``); the
-            results equal an uninterrupted run's. Defaults to False.
+            to ``<work_dir>/tta_state/`` (:mod:`~stag_seg.engine.resume`; each rank keeps its
+            last two). While it is not 0, SIGTERM or SIGINT saves the state after the current
+            step and stops the run with :class:`~stag_seg.engine.preemption.Preempted`
+            (``tools/test_tta.py`` exits with status 75). 0 never saves, and leaves the signals
+            alone. Defaults to 500.
+        resume (bool): Continue from the newest state that is whole on every rank
+            (``tools/test_tta.py --resume``); the results equal an uninterrupted run's.
+            Defaults to False.
 
     The step statistics and the running metric reach the visualizer through a
     :class:`~stag_seg.engine.TTAStatsHook` that the loop registers unless the config has one.
@@ -126,6 +134,8 @@ class ContinualTestLoop(TestLoop):
         for name, loader in self.domains:
             if len(loader.dataset) == 0:
                 raise ValueError(f'domain {name!r} has no samples; check its dataset config')
+            if checkpoint_interval:  # preemptible: the workers outlive SIGTERM and SIGINT
+                shield_workers(loader)
         self.rounds, self.episodic, self.optimizer_reset = rounds, episodic, optimizer_reset
         self.metric_key, self.metric = metric_key, metric_key.split('/')[0]
         self.progress, self.on_bad_input = progress, on_bad_input
@@ -133,6 +143,7 @@ class ContinualTestLoop(TestLoop):
         self.stats = self._hook(TTAStatsHook(curve_points=curve_points, metric=self.metric))
         self.guard = self._hook(guard) if guard is not None else None
         self.state = StreamState(self)
+        self.signals: PreemptionSignals | None = None
         self.results: StreamResults | None = None
         # where the stream is: hooks (the --show-dir one) read these
         self.round_idx, self.domain, self.stream_step = 0, '', 0
@@ -170,27 +181,29 @@ class ContinualTestLoop(TestLoop):
         state = self.state.load() if self.resume else None
         self.stream_step = self.stats.step = state['position']['stream_step'] if state else 0
         bar.update(self.stream_step)
-        for round_idx in range(1, self.rounds + 1):
-            for index, (domain, loader) in enumerate(self.domains):
-                resume_here = None
-                if state is not None:
-                    at = (state['position']['round'], state['position']['domain_index'])
-                    if (round_idx, index) < at:
-                        continue  # done before the interruption: its record is restored
-                    resume_here, state = state, None
-                elif self.episodic:
-                    self._reset_model()
-                elif self.optimizer_reset == 'domain' and self.method is not None \
-                        and self.method.configured:  # else it is built fresh anyway
-                    self.method.reset_optimizer()
-                if resume_here is None and self.method is not None:
-                    self.method.begin_domain(round_idx, index)  # a resumed visit: its state
-                self._run_domain(round_idx, index, domain, loader, bar, resume_here)
+        # a resumable run saves its state and stops at the next step on SIGTERM or SIGINT
+        with PreemptionSignals() if self.checkpoint_interval else nullcontext() as signals:
+            self.signals = signals
+            for round_idx in range(1, self.rounds + 1):
+                for index, (domain, loader) in enumerate(self.domains):
+                    resume_here = None
+                    if state is not None:
+                        at = (state['position']['round'], state['position']['domain_index'])
+                        if (round_idx, index) < at:
+                            continue  # done before the interruption: its record is restored
+                        resume_here, state = state, None
+                    elif self.episodic:
+                        self._reset_model()
+                    elif self.optimizer_reset == 'domain' and self.method is not None \
+                            and self.method.configured:  # else it is built fresh anyway
+                        self.method.reset_optimizer()
+                    if resume_here is None and self.method is not None:
+                        self.method.begin_domain(round_idx, index)  # a resumed visit: its state
+                    self._run_domain(round_idx, index, domain, loader, bar, resume_here)
         bar.close()
         print_log('continual results:\n' + format_records(self.results.records, self.metric),
                   logger='current')
-        if is_main_process():
-            write_run(self._document(), self.runner.work_dir)
+        self._write_results()
         self.state.remove()
         metrics = self.results.summary_metrics()
         self.runner.call_hook('after_test_epoch', metrics=metrics)
@@ -222,7 +235,9 @@ class ContinualTestLoop(TestLoop):
             progress.next_step = idx + 1
             progress.elapsed = time.perf_counter() - start
             if self.checkpoint_interval and self.stream_step % self.checkpoint_interval == 0:
-                self.state.save(round_idx, index, progress)
+                self._save(round_idx, index, progress)
+            if self.signals is not None and (signal := self.signals.requested()):
+                self._preempt(signal, round_idx, index, progress)
             bar.update(1)
             bar.set_postfix_str(self._postfix(progress, time.perf_counter() - start),
                                 refresh=False)
@@ -293,6 +308,49 @@ class ContinualTestLoop(TestLoop):
                               progress.skipped, self._partial, dict(step=idx, error=what,
                                                                      scored=scored,
                                                                      samples=samples))
+
+    def _save(self, round_idx: int, index: int, progress: DomainProgress) -> str:
+        """Save the resume state; a write that fails (a full disk) stops the run with the
+        error, the partial results written first."""
+        try:
+            return self.state.save(round_idx, index, progress)
+        except OSError as err:
+            raise OSError(err.errno, f'{err.strerror} (results gathered so far: '
+                          f'{self._partial(str(err.strerror))})') from err
+
+    def _preempt(self, signal: str, round_idx: int, index: int,
+                 progress: DomainProgress) -> None:
+        """Save the state after this step and stop: raise :class:`Preempted`."""
+        path = self._save(round_idx, index, progress)
+        # no rank exits before every rank's state is on disk: launchers stop the others as
+        # soon as one process exits (torchrun with SIGTERM, srun --kill-on-bad-exit)
+        all_ranks(True)
+        message = (f'stopped by {signal} after stream step {self.stream_step} (round '
+                   f'{round_idx}, domain {self.domain!r}, step {progress.next_step}); the state '
+                   f'is saved in {path}: run again with --resume to continue')
+        partial = self._partial(message) if is_main_process() else None
+        print_log(message + (f' (results gathered so far: {partial})' if partial else ''),
+                  logger='current', level=logging.WARNING)
+        raise Preempted(message)
+
+    def _write_results(self) -> None:
+        """Rank 0 writes the results files; the resume state is kept until every rank knows
+        that they were written."""
+        error = None
+        if is_main_process():
+            try:
+                write_run(self._document(), self.runner.work_dir)
+            except OSError as err:
+                error = err
+        if all_ranks(error is None):
+            return
+        keep = (f'The resume state in {self.state.folder} is kept: make room and run again '
+                'with --resume to write them')
+        if error is None:
+            raise RuntimeError(f'the main process could not write the results. {keep}')
+        message = f'could not write the results to {self.runner.work_dir}: {error}'
+        raise OSError(error.errno, f'{message}. {keep} (results gathered so far: '
+                      f'{self._partial(message)})') from error
 
     def _partial(self, failure: str) -> str | None:
         if self.results is None:

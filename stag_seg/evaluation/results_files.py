@@ -3,11 +3,13 @@ completes, ``tta_results.partial.json`` when it stops early, and reading them ba
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import os
 import os.path as osp
 import platform
 import sys
+from typing import Callable, Sequence
 
 import torch
 from mmengine.dist import get_rank, get_world_size
@@ -71,33 +73,79 @@ def results_document(runner, model, results: StreamResults, **protocol) -> dict:
         bad_inputs=sum(r.get('bad_inputs', 0) for r in results.records))
 
 
-def write_results(doc: dict, out_dir: str, stem: str = 'tta_results') -> list[str]:
-    """Write ``doc`` (validated first) as JSON, CSV, markdown and a PNG plot; return the paths."""
+def _fsync_write(path: str, write: Callable[[str], object]) -> None:
+    """``write(path)``, then its bytes to disk."""
+    write(path)
+    with open(path, 'rb+') as f:
+        os.fsync(f.fileno())
+
+
+def _write_json(doc: dict) -> Callable[[str], None]:
+    def write(path: str) -> None:
+        with open(path, 'w') as f:
+            json.dump(doc, f, indent=2)
+    return write
+
+
+def _commit(out_dir: str, writes: list[tuple[str, Callable[[str], object]]]) -> list[str]:
+    """Write each ``(path, write)`` to a temporary file beside ``path``, then rename them all
+    into place, in order. An error (a full disk) while writing removes the temporary files and
+    leaves every ``path`` as it was; so the last file, renamed only once all are whole, marks a
+    complete set."""
+    tmps = []
+    try:
+        for path, write in writes:
+            stem, ext = osp.splitext(osp.basename(path))
+            tmps.append(osp.join(out_dir, f'.{stem}.tmp{ext}'))  # the extension picks the format
+            _fsync_write(tmps[-1], write)
+        for tmp, (path, _) in zip(tmps, writes):
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp in tmps:
+            if osp.exists(tmp):
+                os.remove(tmp)
+        raise
+    return [path for path, _ in writes]
+
+
+def write_results(doc: dict, out_dir: str, stem: str = 'tta_results',
+                  also: Sequence[tuple[str, Callable[[str], object]]] = ()) -> list[str]:
+    """Write ``doc`` (validated first) as JSON, CSV, markdown and a PNG plot; return the paths.
+
+    Nothing is written unless every file is: each goes to a temporary file first, and the JSON
+    is renamed into place last, so a ``<stem>.json`` is always whole and complete (a full disk
+    raises ``OSError`` and leaves the files of an earlier write as they were). ``also``: more
+    ``(path, write)`` pairs to commit with them, before the JSON.
+    """
     validate_results(doc)
     os.makedirs(out_dir, exist_ok=True)
     base = osp.join(out_dir, stem)
     metric = doc['metric']
-    with open(base + '.json', 'w') as f:
-        json.dump(doc, f, indent=2)
-    with open(base + '.csv', 'w', newline='') as f:
-        writer = csv.writer(f)
-        error = metric == 'accuracy'
-        writer.writerow(['round', 'domain', 'num_samples', metric] + ['error'] * error
-                        + ['seconds'])
-        for rec in doc['records']:
-            writer.writerow([rec['round'], rec['domain'], rec['num_samples'],
-                             f'{rec[metric]:.4f}'] + [f'{100.0 - rec[metric]:.4f}'] * error
-                            + [f'{rec.get("seconds", 0.0):.3f}'])
-    with open(base + '.md', 'w') as f:
-        f.write(f'# {run_label(doc)}: {metric} along the stream\n\n')
-        f.write(f'config: `{doc["config"]}`, checkpoint: `{doc["checkpoint"]}`, seed: '
-                f'{doc["seed"]}\n\n')
-        f.write(format_records(doc['records'], metric) + '\n\n')
-        error = f' (error {100.0 - doc["mean"]:.2f})' if metric == 'accuracy' else ''
-        f.write(f'mean {metric}: {doc["mean"]:.2f}{error}; {doc["images_per_s"]:.2f} '
-                'images/s\n')
-    plot_results([doc], base + '.png')
-    return [base + ext for ext in ('.json', '.csv', '.md', '.png')]
+
+    def write_csv(path: str) -> None:
+        with open(path, 'w', newline='') as f:
+            writer = csv.writer(f)
+            error = metric == 'accuracy'
+            writer.writerow(['round', 'domain', 'num_samples', metric] + ['error'] * error
+                            + ['seconds'])
+            for rec in doc['records']:
+                writer.writerow([rec['round'], rec['domain'], rec['num_samples'],
+                                 f'{rec[metric]:.4f}'] + [f'{100.0 - rec[metric]:.4f}'] * error
+                                + [f'{rec.get("seconds", 0.0):.3f}'])
+
+    def write_md(path: str) -> None:
+        with open(path, 'w') as f:
+            f.write(f'# {run_label(doc)}: {metric} along the stream\n\n')
+            f.write(f'config: `{doc["config"]}`, checkpoint: `{doc["checkpoint"]}`, seed: '
+                    f'{doc["seed"]}\n\n')
+            f.write(format_records(doc['records'], metric) + '\n\n')
+            error = f' (error {100.0 - doc["mean"]:.2f})' if metric == 'accuracy' else ''
+            f.write(f'mean {metric}: {doc["mean"]:.2f}{error}; {doc["images_per_s"]:.2f} '
+                    'images/s\n')
+
+    writes = [(base + '.csv', write_csv), (base + '.md', write_md),
+              (base + '.png', lambda path: plot_results([doc], path))]
+    return _commit(out_dir, writes + list(also) + [(base + '.json', _write_json(doc))])
 
 
 def load_results(path: str) -> dict:
@@ -115,23 +163,27 @@ def load_results(path: str) -> dict:
 
 def write_run(doc: dict, work_dir: str) -> list[str]:
     """``tta_results.{json,csv,md,png}`` and ``environment.json`` in ``work_dir``; the partial
-    results of an interrupted earlier attempt there are removed (these are complete)."""
-    paths = write_results(doc, work_dir)
-    partial = osp.join(work_dir, 'tta_results.partial.json')
-    if osp.isfile(partial):
+    results of an interrupted earlier attempt there are removed (these are complete).
+
+    Raises:
+        OSError: a file could not be written (a full disk); no file claiming the run complete
+            was, and the partial results are kept.
+    """
+    environment = dict(doc['environment'], versions=doc['versions'],
+                       collect_env={k: str(v) for k, v in collect_env().items()})
+    paths = write_results(doc, work_dir, also=[(osp.join(work_dir, 'environment.json'),
+                                                _write_json(environment))])
+    for partial in glob.glob(osp.join(work_dir, 'tta_results.partial*.json')):
         os.remove(partial)
-    env_path = osp.join(work_dir, 'environment.json')
-    with open(env_path, 'w') as f:
-        json.dump(dict(doc['environment'], versions=doc['versions'],
-                       collect_env={k: str(v) for k, v in collect_env().items()}), f, indent=2)
-    paths.append(env_path)
     print_log('results written to ' + ', '.join(osp.basename(p) for p in paths) + ' in '
               + work_dir, logger='current')
     return paths
 
 
 def write_partial(doc: dict, work_dir: str, failure: str) -> str:
-    """The records gathered so far, and why the run stopped, atomically; returns the path.
+    """The records gathered so far, and why the run stopped, atomically (``complete: false``);
+    returns the path, or why it could not be written (a full disk), so that the error that
+    stopped the run is never hidden by a second one.
 
     With several processes the failing rank writes ``tta_results.partial.rank<k>.json``.
     """
@@ -139,8 +191,8 @@ def write_partial(doc: dict, work_dir: str, failure: str) -> str:
     name = ('tta_results.partial.json' if get_world_size() == 1
             else f'tta_results.partial.rank{get_rank()}.json')
     path = osp.join(work_dir, name)
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(doc, f, indent=2)
-    os.replace(tmp, path)
+    try:
+        _commit(work_dir, [(path, _write_json(doc))])
+    except OSError as err:
+        return f'not written to {path}: {err}'
     return path
