@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stag_seg-installed
 DEMO_DATA := data/synthetic_acdc
-# the same scenes under conditions calibrated to ACDC (configs/benchmarks/demo-calibrated.py)
+# the same scenes under conditions calibrated to ACDC (configs/suites/demo-calibrated.py)
 CALIBRATED_DATA := data/synthetic_acdc_calibrated
 CALIBRATED_SEVERITY := fog=0.2 night=1.0 rain=0.8 snow=0.6
 DEMO_OUT := work_dirs/demo
@@ -14,7 +14,7 @@ DIGITS_C := data/digits_c
 # make demo-cls over one seed by default (36 runs); SEEDS='0 1 2' makes the README's tables
 SEEDS ?= 0
 
-.PHONY: install test test-zoo zoo lint demo demo-data demo-data-calibrated calibrate demo-cls demo-cls-data demo-table docs-figures soak benchmark \
+.PHONY: install test test-fast test-zoo zoo docs lint demo demo-data demo-data-calibrated calibrate demo-cls demo-cls-data demo-table results-demo soak benchmark \
 	benchmark-scaling mmcv-full clean-demo wheel check-wheel resolver-check test-onedl
 
 install: $(STAMP)
@@ -28,17 +28,33 @@ $(STAMP): setup.cfg pyproject.toml requirements/constraints.txt requirements/sta
 	touch $(STAMP)
 
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q
+
+# The tests not marked slow (under 2 minutes on 2 cores); `make test` runs them all
+test-fast: install
+	$(PY) -m pytest -q -m "not slow and not zoo"
+
+# The documentation site (docs/en): Sphinx with myst-parser, warnings as errors. Its requirements
+# (requirements/docs.txt, Python >= 3.11) go into the project's virtualenv beside the pinned
+# stack, which the constraints keep as it is; the HTML lands in docs/en/_build/html.
+DOCS_STAMP := $(VENV)/.stag_seg-docs-installed
+
+$(DOCS_STAMP): requirements/docs.txt requirements/constraints.txt | $(STAMP)
+	$(PY) -m pip install --quiet -c requirements/constraints.txt -r requirements/docs.txt
+	touch $(DOCS_STAMP)
+
+docs: install $(DOCS_STAMP)
+	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs/en docs/en/_build/html
 
 # Every algorithm folder of the installed MMSeg and mmpretrain zoos under STAGHook: adapted,
 # refused with a reason, or not buildable here; no crash (about 15 minutes; CI runs it)
 test-zoo: install
 	$(PY) -m pytest -q -m zoo tests/test_model_zoo.py
 
-# Regenerate results/model_zoo/supported_models.json and docs/supported_models.md
+# Regenerate results/model_zoo/supported_models.json and docs/en/supported_models.md
 zoo: install
 	$(PY) tools/sweep_zoo.py --out results/model_zoo/supported_models.json \
-		--table docs/supported_models.md
+		--table docs/en/supported_models.md
 
 # ruff with the rules of pyproject.toml ([tool.ruff]); the dev extra installs it
 lint: install
@@ -49,7 +65,7 @@ demo-data: install
 		$(PY) tools/make_synthetic_acdc.py --out $(DEMO_DATA) --num-target 100
 
 # The target stream only (no source split), each condition at the severity that
-# tools/calibrate_severity.py chose (make calibrate); the suite configs/benchmarks/demo-calibrated.py
+# tools/calibrate_severity.py chose (make calibrate); the suite configs/suites/demo-calibrated.py
 demo-data-calibrated: install
 	@test -f $(CALIBRATED_DATA)/meta.json || \
 		$(PY) tools/make_synthetic_acdc.py --out $(CALIBRATED_DATA) --num-target 100 \
@@ -89,31 +105,33 @@ demo-cls-data: install
 # Source, Tent, EATA, SAR and DeYO, each +- STAG, on Digits-C in four settings (continual,
 # label shift, batch size 1, mixed corruptions), over SEEDS (default 0; the README's tables:
 # SEEDS='0 1 2'); prints the table of errors
-# (the suite configs/benchmarks/digits-c.py). CLS_ARGS='--with logit' adds Tent + STAG in the
+# (the suite configs/suites/digits-c.py). CLS_ARGS='--with logit' adds Tent + STAG in the
 # logit reading (the README's table has it); CLS_ARGS='--family bn' another source model.
 CLS_ARGS ?=
 demo-cls: demo-cls-data
-	$(PY) tools/run_benchmark.py configs/benchmarks/digits-c.py --seeds $(SEEDS) \
+	$(PY) tools/run_suite.py configs/suites/digits-c.py --seeds $(SEEDS) \
 		--out work_dirs/demo_cls $(CLS_ARGS)
 
 # Every method +- STAG on the embedded segmentation benchmark, 3 rounds: the table of the
-# README's method zoo (the suite configs/benchmarks/demo.py). TABLE_ARGS=--reuse resumes an
+# README's method zoo (the suite configs/suites/demo.py). TABLE_ARGS=--reuse resumes an
 # interrupted table.
 TABLE_ARGS ?=
 demo-table: demo-data
-	$(PY) tools/run_benchmark.py configs/benchmarks/demo.py --out work_dirs/benchmark_table \
+	$(PY) tools/run_suite.py configs/suites/demo.py --out work_dirs/benchmark_table \
 		$(TABLE_ARGS)
 
-# The figure, table and pictures the README shows, regenerated from a fresh demo run that
-# includes the logit reading.
-docs-figures: DEMO_RUNS = source tent tent_stag tent_stag_logit
-docs-figures: demo
-	cp $(DEMO_OUT)/comparison.png docs/demo_comparison.png
-	cp $(DEMO_OUT)/comparison.md docs/demo_comparison.md
+# results/demo/: the demo's comparison (its runs' records in comparison.json, the table, CSV and
+# figure made from them) and the first snow picture of round 3 of each run, from a fresh demo run
+# that includes the logit reading.
+results-demo: DEMO_RUNS = source tent tent_stag tent_stag_logit
+results-demo: demo
+	cp $(DEMO_OUT)/comparison.json $(DEMO_OUT)/comparison.md $(DEMO_OUT)/comparison.csv \
+		$(DEMO_OUT)/comparison.png results/demo/
 	@for run in $(DEMO_RUNS); do \
 		first=$$(ls $(DEMO_OUT)/$$run/show/snow/*_r03.png | head -1); \
-		cp $$first docs/demo_show_snow_r3_$$run.png && echo "$$first -> docs/demo_show_snow_r3_$$run.png"; \
+		cp $$first results/demo/show_snow_r3_$$run.png && echo "$$first -> results/demo/"; \
 	done
+	$(PY) tools/copy_tables.py README.md
 
 # 20 rounds of Tent+STAG and CoTTA+STAG: memory, NaN and skipped steps per round (~20 min)
 soak: demo-data

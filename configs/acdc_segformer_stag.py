@@ -1,5 +1,5 @@
 # Entry point: Cityscapes->ACDC continual adaptation with Tent + STAG in its default reading
-# (the pre-registered study's choice, docs/stag_study.md; the logit reading, lambda 4, is
+# (the pre-registered study's choice, projects/stag_study/README.md; the logit reading, lambda 4, is
 # configs/acdc/segformer-b5_tent_stag_logit.py).
 # Checkpoint: NVlabs/CoTTA SegFormer-B5, converted by tools/convert_nvlabs_segformer.py.
 #   python tools/test_tta.py configs/acdc_segformer_stag.py CHECKPOINT

@@ -1,15 +1,13 @@
 """stag_seg: continual test-time adaptation for OpenMMLab, with the STAG regularizer.
 
-Importing the package registers everything it offers in the OpenMMLab registries, so MM
-configs can name it after ``custom_imports = dict(imports=['stag_seg'])``.
+Importing the package registers what a config can name in the OpenMMLab registries, so MM
+configs can use it after ``custom_imports = dict(imports=['stag_seg'])``. The only other change
+it makes to its host is the pure-PyTorch ``mmcv.ops`` where mmcv-lite has no compiled ops
+(:mod:`stag_seg.compat`).
 """
-from . import compat  # noqa: I001  (first: it prepares mmcv before anything imports mmseg)
+from .compat import mmcv_ops  # noqa: I001  (first: it prepares mmcv before anything imports mmseg)
 
-compat.install_mmcv_ops_fallback()
-compat.register_safe_globals()
-compat.guard_mmengine_checkpoint_loading()
-compat.allow_cpu_distributed()
-compat.map_renamed_distributions()
+mmcv_ops.install_mmcv_ops_fallback()
 
 from .version import __version__  # noqa: E402
 # the layers, lowest first (docs/design.md draws them); each imports only those before it

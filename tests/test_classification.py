@@ -19,6 +19,9 @@ from stag_seg.models import tap_cls_head
 from stag_seg.models import timm_checkpoint as converter
 from stag_seg.structures import step_stats
 
+# several seconds each (runners, processes, whole streams): make test-fast leaves them out
+pytestmark = pytest.mark.slow
+
 NUM_CLS = 5
 CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'imagenet_c', '*.py')))
 #: Each checkpoint's input normalisation on [0, 1] RGB, from its own release: torchvision's

@@ -20,6 +20,9 @@ from stag_seg.datasets.generators import (CORRUPTION_PARAMS, CORRUPTION_PRESETS,
                                           path_key, resolve_preset, write_corrupted_set)
 from stag_seg.datasets.generators import corruptions as corruptions_module
 
+# several seconds each (runners, processes, whole streams): make test-fast leaves them out
+pytestmark = pytest.mark.slow
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # no randomness: the seed must not matter
 SEEDLESS = ('defocus_blur', 'zoom_blur', 'brightness', 'contrast', 'pixelate', 'jpeg_compression')

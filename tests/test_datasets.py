@@ -455,7 +455,7 @@ def test_acdc_dataset_names_an_empty_condition_folder(tree_copy):
 
 
 def test_the_calibrated_stream_is_made_at_the_severities_the_calibration_chose():
-    with open(osp.join(REPO, 'docs', 'calibration.json')) as f:
+    with open(osp.join(REPO, 'results', 'calibration', 'severity.json')) as f:
         choice = json.load(f)['choice']
     with open(osp.join(REPO, 'Makefile')) as f:
         line, = [x for x in f if x.startswith('CALIBRATED_SEVERITY :=')]

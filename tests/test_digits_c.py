@@ -13,14 +13,19 @@ from mmengine.config import Config
 
 import stag_seg  # noqa: F401
 from stag_seg.datasets import CORRUPTIONS, NumpyClsDataset
-from stag_seg.datasets.domains import domain_dataloader, set_by_path
+from stag_seg.datasets.domains import domain_dataloader
 from stag_seg.datasets.generators import write_digits
-from stag_seg.engine import (build_config, build_run_config, load_suite, plan_runs, prepare_config,
-                             run_config, run_suite, select_rows, settings_table)
+from stag_seg.engine import build_config, prepare_config
+from stag_seg.suites import (SuiteError, build_run_config, load_suite, plan_runs, rounds_markdown,
+                             run_config, run_suite, select_rows, settings_markdown,
+                             write_comparison)
+
+# several seconds each (runners, processes, whole streams): make test-fast leaves them out
+pytestmark = pytest.mark.slow
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CHECKPOINT = osp.join(ROOT, 'checkpoints/small-convnet_digits.pth')
-SUITE = osp.join(ROOT, 'configs/benchmarks/digits-c.py')
+SUITE = osp.join(ROOT, 'configs/suites/digits-c.py')
 SETTINGS = osp.join(ROOT, 'configs/_base_/settings/digits-c_{}.py')
 FAMILIES = osp.join(ROOT, 'configs/_base_/families/digits-c_{}.py')
 CONFIG = osp.join(ROOT, 'configs/digits_c/small-convnet_{}.py')
@@ -121,18 +126,6 @@ def test_the_committed_checkpoint_classifies_clean_digits(digits):
     assert accuracy > 0.97
     assert abs(100 * accuracy - state['meta']['val_value']) < 0.2
     assert osp.getsize(CHECKPOINT) < 2**20
-
-
-def test_a_dotted_domain_key_reaches_into_wrapped_datasets():
-    cfg = dict(type='StreamDataset', datasets=[dict(type='CIFARCDataset', corruption='x')])
-    set_by_path(cfg, 'datasets.0.corruption', 'fog')
-    assert cfg['datasets'][0]['corruption'] == 'fog'
-    set_by_path(cfg, 'order', 'mixed')
-    assert cfg['order'] == 'mixed'
-    with pytest.raises(KeyError, match="no item '1'"):
-        set_by_path(cfg, 'datasets.1.corruption', 'fog')
-    with pytest.raises(KeyError, match="has no 'dataset'"):
-        set_by_path(cfg, 'dataset.corruption', 'fog')
 
 
 # ------------------------------------------------------------------------------------------
@@ -451,7 +444,6 @@ def test_the_suite_plans_each_run_once_in_the_tables_order():
     assert runs[-1].overlays == (FAMILIES.format('bn')[len(ROOT) + 1:],
                                  SETTINGS.format('batch1')[len(ROOT) + 1:])
     assert runs[-1].config == 'configs/digits_c/small-convnet_tent_stag_logit.py'
-    from stag_seg.engine import SuiteError
     with pytest.raises(SuiteError, match=r"--methods 'nothing' is not in the suite"):
         select_rows(suite, methods=['nothing'])
     with pytest.raises(SuiteError, match=r"--family 'gn2': the suite has the families gn, bn"):
@@ -464,8 +456,9 @@ def test_the_table_averages_seeds_and_gives_the_change_stag_makes():
         'tent': [dict(seed=0, error=30.0), dict(seed=1, error=34.0)],
         'tent_stag': [dict(seed=0, error=25.0), dict(seed=1, error=25.0)]}}
     rows = [dict(label='Source', plain='source'),
-            dict(label='Tent', plain='tent', stag='tent_stag')]
-    table = settings_table(results, rows, ['continual', 'mixed'], 'over seeds 0, 1')
+            dict(label='Tent', plain='tent', variant='tent_stag')]
+    table = settings_markdown(dict(results=results, rows=rows, settings=['continual', 'mixed'],
+                                   caption='over seeds 0, 1', variant_label='+ STAG'))
     lines = {line.split(' | ')[0].strip('| '): line for line in table.splitlines()}
     assert lines['method'] == '| method | continual | + STAG | mean | + STAG mean |'
     assert '| 21.00 ± 1.41 |  | 21.00 |  |' in lines['Source']
@@ -507,7 +500,8 @@ def test_the_runner_writes_the_digits_c_table_from_two_results(tmp_path, at_root
     assert (out / 'table.md').read_text() == result['table'] + '\n'
     doc = json.loads((out / 'table.json').read_text())
     assert list(doc) == ['family', 'settings', 'seeds', 'severity', 'batch1_images', 'minutes',
-                         'results']
+                         'results', 'rows', 'caption', 'variant_label', 'variant_name']
+    assert settings_markdown(doc) == result['table']  # the table is its document's
     assert (doc['family'], doc['settings'], doc['seeds']) == ('gn', ['continual'], [0])
     assert (doc['severity'], doc['batch1_images']) == (5, 100)
     assert doc['results'] == {'continual': {
@@ -515,7 +509,6 @@ def test_the_runner_writes_the_digits_c_table_from_two_results(tmp_path, at_root
         'tent_stag': [dict(seed=0, error=25.0, images_per_s=90.0)]}}
     assert any('tent_stag' in line and 'reused' in line for line in lines)
     # results another family made are not taken for this one's
-    from stag_seg.engine import SuiteError
     with pytest.raises(SuiteError, match=r'small-convnet_digits.pth.*another --family'):
         run_suite(str(suite), out=str(out), settings=['continual'], methods=['tent'],
                   seeds=[0], family='bn', reuse=True, log=lines.append)
@@ -525,7 +518,7 @@ def test_the_runner_writes_the_digits_c_table_from_two_results(tmp_path, at_root
 
 
 def test_the_long_demo_suite_is_the_demo_suite_over_ten_rounds(at_root):
-    long, demo = (load_suite(osp.join(ROOT, f'configs/benchmarks/{name}.py'))
+    long, demo = (load_suite(osp.join(ROOT, f'configs/suites/{name}.py'))
                   for name in ('demo-long', 'demo'))
     assert long.rows == demo.rows and long.out != demo.out
     for suite, rounds in ((long, 10), (demo, 3)):
@@ -538,7 +531,7 @@ def test_the_long_demo_suite_is_the_demo_suite_over_ten_rounds(at_root):
 
 
 def test_the_calibrated_demo_suite_is_the_demo_suite_on_the_calibrated_stream(at_root):
-    calibrated, demo = (load_suite(osp.join(ROOT, f'configs/benchmarks/{name}.py'))
+    calibrated, demo = (load_suite(osp.join(ROOT, f'configs/suites/{name}.py'))
                         for name in ('demo-calibrated', 'demo'))
     assert calibrated.rows == demo.rows and calibrated.out != demo.out
     assert [r['path'] for r in calibrated.requires] == ['data/synthetic_acdc_calibrated']
@@ -553,7 +546,7 @@ def test_the_calibrated_demo_suite_is_the_demo_suite_on_the_calibrated_stream(at
 
 def test_the_runner_writes_the_demo_table_from_two_results(tmp_path, at_root):
     suite = tmp_path / 'demo.py'
-    suite.write_text(f'_base_ = [{osp.join(ROOT, "configs/benchmarks/demo.py")!r}]\n'
+    suite.write_text(f'_base_ = [{osp.join(ROOT, "configs/suites/demo.py")!r}]\n'
                      'requires = []\n')
     out = tmp_path / 'out'
     checkpoint = 'checkpoints/segformer-mit-b0_synthetic-cityscapes.pth'
@@ -569,13 +562,22 @@ def test_the_runner_writes_the_demo_table_from_two_results(tmp_path, at_root):
     assert lines[2] == ('| Tent (entropy) | 40.00 | 30.00 | **35.00** | 45.00 | 35.00 '
                         '| **40.00** | +5.00 | 10.00 | 9.00 |')
     doc = json.loads((out / 'table.json').read_text())
-    assert doc == dict(rounds=2, rows=[dict(
+    runs = doc.pop('runs')
+    assert doc == dict(rounds=2, variant_label='+ STAG', variant_name='STAG', rows=[dict(
         method='Tent (entropy)', config='tent', mean=35.0, per_round=[40.0, 30.0],
-        images_per_s=10.0, stag_mean=40.0, stag_per_round=[45.0, 35.0], stag_images_per_s=9.0)])
+        images_per_s=10.0, variant_mean=40.0, variant_per_round=[45.0, 35.0],
+        variant_images_per_s=9.0)])
+    assert [r['mean'] for r in runs] == [35.0, 40.0]
     for name in ('comparison.md', 'comparison.csv', 'comparison.png'):
         assert (out / name).stat().st_size > 0
     assert '**45.0**' in (out / 'comparison.md').read_text()
-    from stag_seg.engine import SuiteError
+    # every table is its document's: the committed JSON regenerates them
+    assert rounds_markdown(dict(doc, runs=runs)) == result['table']
+    again = tmp_path / 'again'
+    again.mkdir()
+    write_comparison(dict(doc, runs=runs), str(again))
+    for name in ('comparison.md', 'comparison.csv'):
+        assert (again / name).read_text() == (out / name).read_text()
     with pytest.raises(SuiteError, match='the suite runs every config with its own '
                                          'randomness.seed'):
         run_suite(str(suite), out=str(out), methods=['tent'], seeds=[0, 1], reuse=True)

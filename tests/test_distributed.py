@@ -13,6 +13,9 @@ from conftest import ROOT, build_segmentor, tiny_segmentor_cfg
 
 from stag_seg.datasets.generators import write_synthetic_acdc
 
+# several seconds each (runners, processes, whole streams): make test-fast leaves them out
+pytestmark = pytest.mark.slow
+
 PROBE = '''
 import json, os
 import torch

@@ -11,6 +11,9 @@ from conftest import build_segmentor, tiny_segmentor_cfg
 
 from stag_seg.evaluation import load_results, validate_results
 
+# several seconds each (runners, processes, whole streams): make test-fast leaves them out
+pytestmark = pytest.mark.slow
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CITYSCAPES_CLASSES = 19
 

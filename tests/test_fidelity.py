@@ -16,6 +16,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from stag_seg.methods import build_method
 
+# several seconds each (runners, processes, whole streams): make test-fast leaves them out
+pytestmark = pytest.mark.slow
+
 INPUT = (64, 128)      # what the network sees (as ACDC's 540 x 960)
 ORIGINAL = (128, 256)  # what is scored (as ACDC's 1080 x 1920)
 SLIDE = dict(mode='slide', crop_size=(160, 160), stride=(120, 120))  # one crop: the image

@@ -17,6 +17,9 @@ from stag_seg.engine import STAGHook, TTAHook
 from stag_seg.methods import collect_norm_params
 from stag_seg.structures import NotAdaptableError
 
+# several seconds each (runners, processes, whole streams): make test-fast leaves them out
+pytestmark = pytest.mark.slow
+
 _RUN_IDS = itertools.count()
 TENT = dict(type='Tent', optim_wrapper=dict(optimizer=dict(type='Adam', lr=5e-3)))
 NUM_CLS = 3

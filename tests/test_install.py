@@ -11,7 +11,11 @@ from conftest import ROOT
 
 from stag_seg import compat, selfcheck
 
-COMPAT = osp.join(ROOT, 'stag_seg', 'compat.py')
+# several seconds each (runners, processes, whole streams): make test-fast leaves them out
+pytestmark = pytest.mark.slow
+
+#: The mmcv.ops stand-in, loaded on its own in the probes (the package imports mmseg).
+MMCV_OPS = osp.join(ROOT, 'stag_seg', 'compat', 'mmcv_ops.py')
 
 
 def _install_requires() -> list[str]:
@@ -34,11 +38,12 @@ def test_the_package_requires_ranges_and_no_mmcv_of_its_own():
 
 
 def _run_compat(tmp_path, body: str) -> subprocess.CompletedProcess:
-    """Load compat.py on its own (not the package, which imports mmseg) in a fresh process."""
+    """Load the stand-in's module on its own (not the package, which imports mmseg) in a fresh
+    process, as ``compat``."""
     script = tmp_path / 'probe.py'
     script.write_text(textwrap.dedent(f'''
         import importlib.util, sys
-        spec = importlib.util.spec_from_file_location('compat_probe', {COMPAT!r})
+        spec = importlib.util.spec_from_file_location('compat_probe', {MMCV_OPS!r})
         compat = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(compat)
     ''') + textwrap.dedent(body))

@@ -12,10 +12,13 @@ import sys
 import pytest
 from conftest import ROOT
 
+# several seconds each (runners, processes, whole streams): make test-fast leaves them out
+pytestmark = pytest.mark.slow
+
 PACKAGE = osp.join(ROOT, 'stag_seg')
 #: Lowest first; a module may import its own layer and the layers before it.
 LAYERS = [
-    {'version', 'registry', 'compat', 'dist'},
+    {'version', 'registry', 'compat', 'dist', 'dotted'},
     {'structures'},
     {'stag'},
     {'methods'},
@@ -23,8 +26,35 @@ LAYERS = [
     {'datasets'},
     {'evaluation'},
     {'engine'},
-    {'selfcheck'},
+    {'selfcheck', 'suites'},
 ]
+#: What ``import stag_seg`` loads of the package: what a config can name, and no more (the
+#: generators, the suite runner and the self-check are imported only by whoever uses them).
+IMPORTED = {
+    'stag_seg', 'stag_seg.version', 'stag_seg.registry', 'stag_seg.dist', 'stag_seg.dotted',
+    'stag_seg.structures',
+    'stag_seg.compat', 'stag_seg.compat.checkpoints', 'stag_seg.compat.distributed',
+    'stag_seg.compat.mmcv_ops', 'stag_seg.compat.packages', 'stag_seg.compat.syncbn',
+    'stag_seg.stag', 'stag_seg.stag.anchors', 'stag_seg.stag.entropy', 'stag_seg.stag.loss',
+    'stag_seg.stag.stag',
+    'stag_seg.methods', 'stag_seg.methods.augment', 'stag_seg.methods.base',
+    'stag_seg.methods.cotta', 'stag_seg.methods.deyo', 'stag_seg.methods.eata',
+    'stag_seg.methods.norm', 'stag_seg.methods.params', 'stag_seg.methods.sar',
+    'stag_seg.methods.source', 'stag_seg.methods.step', 'stag_seg.methods.tent',
+    'stag_seg.models', 'stag_seg.models.adapter', 'stag_seg.models.nv_mit',
+    'stag_seg.models.nv_segformer_head', 'stag_seg.models.small_convnet', 'stag_seg.models.tap',
+    'stag_seg.models.tta_encoder_decoder', 'stag_seg.models.tta_image_classifier',
+    'stag_seg.models.tta_mixin',
+    'stag_seg.datasets', 'stag_seg.datasets.acdc', 'stag_seg.datasets.domain_names',
+    'stag_seg.datasets.domains', 'stag_seg.datasets.imagenet_c', 'stag_seg.datasets.streams',
+    'stag_seg.datasets.transforms',
+    'stag_seg.evaluation', 'stag_seg.evaluation.progress', 'stag_seg.evaluation.results_files',
+    'stag_seg.evaluation.stream_results', 'stag_seg.evaluation.tables',
+    'stag_seg.evaluation.visualize',
+    'stag_seg.engine', 'stag_seg.engine.configuration', 'stag_seg.engine.continual_loop',
+    'stag_seg.engine.guards', 'stag_seg.engine.lr_scaling', 'stag_seg.engine.resume',
+    'stag_seg.engine.show_hook', 'stag_seg.engine.stats_hook', 'stag_seg.engine.tta_hook',
+}
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 
 
@@ -35,7 +65,8 @@ def _unit(path: str) -> str:
 
 def _imported_units(path: str) -> list[tuple[int, str]]:
     """``(line, unit)`` of every import of the package in ``path``."""
-    tree = ast.parse(open(path).read(), path)
+    with open(path) as f:
+        tree = ast.parse(f.read(), path)
     parts = osp.relpath(path, ROOT).removesuffix('.py').split(os.sep)
     here = parts[:-1] if not parts[-1] == '__init__' else parts[:-1]
     found = []
@@ -112,3 +143,34 @@ def test_each_layer_imports_alone_in_a_fresh_interpreter_in_any_order(order):
     proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().endswith('ok')
+
+
+def test_importing_the_package_loads_what_a_config_needs_and_no_more():
+    code = ('import sys\nimport stag_seg\n'
+            'print(sorted(m for m in sys.modules if m.split(".")[0] == "stag_seg"))')
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    loaded = set(eval(proc.stdout.strip().splitlines()[-1]))
+    assert loaded == IMPORTED, (f'loaded but not listed: {sorted(loaded - IMPORTED)}; '
+                                f'listed but not loaded: {sorted(IMPORTED - loaded)}')
+
+
+def test_importing_the_package_changes_no_warning_filter_and_no_private_mmengine_name():
+    # the upstream stack first (with the mmcv.ops stand-in, loaded from its file so that the
+    # package itself is not imported yet): its own imports set filters of their own
+    stand_in = osp.join(PACKAGE, 'compat', 'mmcv_ops.py')
+    code = ('import importlib.util, warnings\n'
+            f'spec = importlib.util.spec_from_file_location("probe", {stand_in!r})\n'
+            'probe = importlib.util.module_from_spec(spec); spec.loader.exec_module(probe)\n'
+            'probe.install_mmcv_ops_fallback()\n'
+            'import mmseg.models, mmseg.datasets, mmpretrain.models, mmpretrain.datasets\n'
+            'import mmengine.runner, mmengine.dist.utils as du, mmengine.runner.checkpoint as ck\n'
+            'import matplotlib, tqdm\n'
+            'filters, init = list(warnings.filters), du._init_dist_pytorch\n'
+            'load = getattr(ck, "_safe_torch_load", None)\n'
+            'import stag_seg\n'
+            'print([f for f in warnings.filters if f not in filters], '
+            'du._init_dist_pytorch is init, getattr(ck, "_safe_torch_load", None) is load)')
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ['[]', 'True', 'True']

@@ -3,7 +3,7 @@ a reason, or cannot be built here; none crashes.
 
 The default run covers one model of each kind the sweep meets; the whole sweep (every algorithm
 folder of MMSeg and mmpretrain, about 10 minutes) is marked ``zoo`` and run by ``make test-zoo``
-and CI. It also checks that docs/supported_models.md is what the committed results generate.
+and CI.
 """
 import importlib.util
 import json
@@ -12,8 +12,10 @@ import os.path as osp
 import pytest
 from conftest import ROOT
 
+# several seconds each (runners, processes, whole streams): make test-fast leaves them out
+pytestmark = pytest.mark.slow
+
 RESULTS = osp.join(ROOT, 'results', 'model_zoo', 'supported_models.json')
-TABLE = osp.join(ROOT, 'docs', 'supported_models.md')
 
 
 def _tool():
@@ -78,11 +80,11 @@ def test_the_config_rules_pick_one_config_per_folder():
                                                                                 'deploy/a.py')
 
 
-def test_the_supported_models_page_is_generated_from_the_committed_results():
+def test_the_committed_sweep_has_no_crash_and_its_counts_are_its_records():
+    # docs/en/supported_models.md is checked against it with every generated table
+    # (tests/test_results.py)
     with open(RESULTS) as f:
         document = json.load(f)
-    with open(TABLE) as f:
-        assert f.read() == sweep_zoo.table(document)
     assert all(t['crash'] == 0 for t in document['counts'].values())
     assert document['counts'] == sweep_zoo.counts(document['records'])
 

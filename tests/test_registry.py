@@ -36,9 +36,9 @@ def test_every_shipped_config_loads_and_names_registered_types():
     from conftest import ROOT
     from mmengine.config import Config
     from mmengine.registry import MODELS
-    # configs/benchmarks/ holds suites of runs, not run configs (tests/test_digits_c.py loads them)
+    # configs/suites/ holds suites of runs, not run configs (tests/test_digits_c.py loads them)
     configs = [c for c in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
-               if '_base_' not in c and osp.sep + 'benchmarks' + osp.sep not in c]
+               if '_base_' not in c and osp.sep + 'suites' + osp.sep not in c]
     assert len(configs) >= 15
     for path in configs:
         cfg = Config.fromfile(path)
@@ -73,6 +73,7 @@ def test_mmseg_modules_register_in_mmseg_registries():
     from mmseg.registry import DATASETS, MODELS, TRANSFORMS
     assert MODELS.get('TTAEncoderDecoder').__module__ == 'stag_seg.models.tta_encoder_decoder'
     assert DATASETS.get('ACDCDataset').__module__ == 'stag_seg.datasets.acdc'
+    import stag_seg.datasets.generators  # noqa: F401  (not loaded by import stag_seg)
     assert TRANSFORMS.get('ApplyWeather').__module__ == 'stag_seg.datasets.generators.weather'
 
 

@@ -18,6 +18,9 @@ from PIL import Image
 from stag_seg.engine.guards import BadInputError, CollapseGuard, check_batch
 from stag_seg.structures import step_nonfinite, step_stats
 
+# several seconds each (runners, processes, whole streams): make test-fast leaves them out
+pytestmark = pytest.mark.slow
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 _IDS = itertools.count()
 

@@ -228,7 +228,7 @@ def test_mismatched_classifier_shape_is_a_clear_error():
 
 
 def test_gram_form_equals_the_autograd_double_backward_reference_in_value_and_gradient():
-    from stag_seg.stag.reference import stag_loss_autograd
+    from stag_reference import stag_loss_autograd
     torch.manual_seed(11)
     weight = torch.randn(6, 10, dtype=torch.float64)
     bias = torch.randn(6, dtype=torch.float64)

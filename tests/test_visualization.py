@@ -13,7 +13,7 @@ from stag_seg.engine import TTAShowHook
 from stag_seg.methods.step import selected_fraction
 from stag_seg.evaluation import (RunningMetric, StreamResults, compare_csv, compare_markdown,
                                  plot_results, run_labels, write_results)
-from stag_seg.evaluation.report import FIGURE_DPI, FIGURE_SIZE
+from stag_seg.evaluation.tables import FIGURE_DPI, FIGURE_SIZE
 from stag_seg.evaluation.visualize import colorize, segmentation_panel
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -177,7 +177,7 @@ def test_the_show_hook_needs_a_positive_count():
 
 
 def test_runs_of_other_batch_sizes_line_up_on_images_seen():
-    from stag_seg.evaluation.report import _curve, _spans
+    from stag_seg.evaluation.tables import _curve, _spans
     one = _doc('Tent', [10.0, 20.0, 30.0, 40.0])  # batch size 1: 10 steps per domain
     two = _doc('Tent', [10.0, 20.0, 30.0, 40.0])
     for rec in two['records']:  # batch size 2: 5 steps, the curve at steps 2 and 5

@@ -81,7 +81,11 @@ def _build(variant: str, device: str):
 
     import stag_seg  # noqa: F401
     from stag_seg.registry import TTA_REGULARIZERS
-    from stag_seg.stag import STAG, stag_loss_autograd
+    from stag_seg.stag import STAG
+
+    # the tests' autograd oracle is the naive baseline whose cost STAG's closed form avoids
+    sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tests'))
+    from stag_reference import stag_loss_autograd
 
     if 'AutogradSTAG' not in TTA_REGULARIZERS:
         @TTA_REGULARIZERS.register_module()
@@ -211,6 +215,24 @@ def _run_variant(args: argparse.Namespace, variant: str, device: str, size: tupl
     return json.loads(lines[-1][len('RESULT '):])
 
 
+def overhead_markdown(doc: dict) -> str:
+    """The table of a document this tool wrote: per device, size and variant, the time ratios
+    to Tent (one process, interleaved; and separate runs), ms/step and peak memory."""
+    lines = [f'batch {doc["batch_size"]}, best of {doc["repeats"]} runs of the median of '
+             f'{doc["steps"]} steps after {doc["warmup"]} warm-up steps; "paired" is the median '
+             'ratio to the Tent step (one process) or run (separate runs) beside it', '',
+             '| device | H x W | variant | x Tent, one process | paired, one process | ms/step | '
+             'x Tent time | paired x Tent | x Tent CPU time | peak MB | x Tent memory |',
+             '|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|']
+    for r in doc['rows']:
+        lines.append(f'| {r["device"]} | {r["size"][0]}x{r["size"][1]} | {r["variant"]} | '
+                     f'{r["interleaved"]["ratio"]:.3f} | {r["interleaved"]["paired_ratio"]:.3f} | '
+                     f'{r["median_s"] * 1e3:.1f} | {r["time_vs_tent"]:.3f} | '
+                     f'{r["paired_time_vs_tent"]:.3f} | {r["cpu_vs_tent"]:.3f} | '
+                     f'{r["peak_mem_mb"]:.0f} | {r["mem_vs_tent"]:.3f} |')
+    return '\n'.join(lines)
+
+
 def main() -> None:
     args = parse_args()
     if args.worker:
@@ -266,28 +288,20 @@ def main() -> None:
         # the ratio of each repeat's pair, which shares the machine's state of the moment
         row['paired_time_vs_tent'] = statistics.median(
             r['median_s'] / t['median_s'] for r, t in zip(row['repeats'], ref['repeats']))
-    print(f'\nbatch {args.batch_size}, best of {args.repeats} interleaved runs of the median of '
-          f'{args.steps} steps after {args.warmup} warm-up steps; "paired" is the median over '
-          'the repeats of the ratio to the Tent run next to it\n')
-    print('| device | H x W | variant | x Tent, one process | paired, one process | ms/step | '
-          'x Tent time | paired x Tent | x Tent CPU time | peak MB | x Tent memory |')
-    print('|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|')
-    for r in rows:
-        print(f'| {r["device"]} | {r["size"][0]}x{r["size"][1]} | {r["variant"]} | '
-              f'{r["interleaved"]["ratio"]:.3f} | {r["interleaved"]["paired_ratio"]:.3f} | '
-              f'{r["median_s"] * 1e3:.1f} | {r["time_vs_tent"]:.3f} | '
-              f'{r["paired_time_vs_tent"]:.3f} | {r["cpu_vs_tent"]:.3f} | '
-              f'{r["peak_mem_mb"]:.0f} | {r["mem_vs_tent"]:.3f} |')
     doc = dict(sizes=[list(s) for s in args.sizes], batch_size=args.batch_size, steps=args.steps,
                warmup=args.warmup, repeats=args.repeats, model='SegFormer MiT-B0, 19 classes',
                host=dict(cpu_count=os.cpu_count(), machine=platform.machine(),
                          torch=torch.__version__,
                          cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None),
                rows=rows)
+    table = overhead_markdown(doc)
+    print('\n' + table)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
         json.dump(doc, f, indent=2)
-    print(f'\nwritten: {args.out}')
+    with open(osp.splitext(args.out)[0] + '.md', 'w') as f:
+        f.write(table + '\n')
+    print(f'\nwritten: {args.out} and its table beside it (.md)')
 
 
 if __name__ == '__main__':

@@ -55,6 +55,18 @@ def run(args: argparse.Namespace, nproc: int, use_cuda: bool) -> dict:
                 mIoU=doc['mean'])
 
 
+def scaling_markdown(doc: dict) -> str:
+    """The table of a document this tool wrote: images/s and mIoU per process count."""
+    lines = [f'{doc["config"]} on {", ".join(doc["domains"])}, device {doc["device"]} '
+             f'({doc["cpu_count"]} CPU cores, {doc["machine"]}, torch {doc["torch"]})', '',
+             '| processes | threads per process | images | images/s | speed-up | mIoU |',
+             '|---:|---:|---:|---:|---:|---:|']
+    for r in doc['rows']:
+        lines.append(f'| {r["nproc"]} | {r["threads_per_proc"]} | {r["images"]} | '
+                     f'{r["images_per_s"]:.2f} | {r["speedup"]:.2f} | {r["mIoU"]:.2f} |')
+    return '\n'.join(lines)
+
+
 def main() -> None:
     args = parse_args()
     import torch
@@ -72,10 +84,14 @@ def main() -> None:
                device=torch.cuda.get_device_name(0) if use_cuda else 'cpu',
                cpu_count=os.cpu_count(), machine=platform.machine(), torch=torch.__version__,
                rows=rows)
+    table = scaling_markdown(doc)
+    print(table)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
         json.dump(doc, f, indent=2)
-    print(f'written: {args.out}')
+    with open(osp.splitext(args.out)[0] + '.md', 'w') as f:
+        f.write(table + '\n')
+    print(f'written: {args.out} and its table beside it (.md)')
 
 
 if __name__ == '__main__':

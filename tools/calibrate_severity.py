@@ -27,7 +27,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from stag_seg.datasets.generators import (ACDC_RETAINED, CONDITIONS,  # noqa: E402
                                          calibration_tasks, choose_severity)
 from stag_seg.datasets.generators.synthetic_acdc import prepare_out, run_tasks  # noqa: E402
-from stag_seg.engine.run_config import build_config  # noqa: E402
+from stag_seg.engine.configuration import build_config  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,7 +59,7 @@ def render(out: str, args: argparse.Namespace, severity: float | None) -> None:
 
 def score(config: str, data_root: str, work_dir: str, conditions: list[str]) -> dict:
     """The source model's mIoU on each condition folder under ``data_root`` (one round)."""
-    from stag_seg.engine.benchmark import run_config
+    from stag_seg.suites import run_config
     options = {
         'test_dataloader.dataset.data_root': data_root,
         'test_dataloader.dataset.split': 'val',
@@ -74,6 +74,52 @@ def score(config: str, data_root: str, work_dir: str, conditions: list[str]) -> 
     if results['method'] != 'Source':
         raise ValueError(f'{config} adapts ({results["method"]}); give the source config')
     return {r['domain']: r['mIoU'] for r in results['records']}
+
+
+def calibration_markdown(doc: dict) -> str:
+    """The table of a calibration document (``calibration.json``): per severity, each
+    condition's mIoU and its share of the clean mIoU, the target share, and the choice."""
+    conditions = list(doc['clean'])
+    lines = ['| severity | ' + ' | '.join(conditions) + ' |',
+             '|---:|' + '---:|' * len(conditions),
+             '| clean | ' + ' | '.join(f'{doc["clean"][c]:.2f}' for c in conditions) + ' |']
+    for level, values in doc['measured'].items():
+        cells = []
+        for c in conditions:
+            cell = f'{values[c]:.2f} ({values[c] / doc["clean"][c]:.3f})'
+            chosen = f'{doc["choice"][c]["severity"]:g}' == level
+            cells.append(f'**{cell}**' if chosen else cell)
+        lines.append(f'| {level} | ' + ' | '.join(cells) + ' |')
+    lines.append('| target share | ' + ' | '.join(f'{doc["targets"][c]:.3f}' for c in conditions)
+                 + ' |')
+    lines += ['', f'mIoU (share of the clean mIoU) of {doc["config"]} on {doc["num_images"]} '
+              f'{doc["split"]} scenes per condition; in bold, the severity whose share is '
+              'nearest the target (ACDC\'s).']
+    return '\n'.join(lines)
+
+
+def lr_choice_markdown(doc: dict) -> str:
+    """The table of the learning-rate choice of CoTTA on the calibrated val scenes
+    (``cotta_lr.json``): the mean mIoU per round at each rate, beside the source."""
+    def per_round(records: list[dict]) -> list[float]:
+        rounds = sorted({r['round'] for r in records})
+        return [sum(r['mIoU'] for r in records if r['round'] == k)
+                / sum(1 for r in records if r['round'] == k) for k in rounds]
+
+    rounds = max(len(per_round(run['records'])) for run in doc['cotta_by_lr'].values())
+    # the source does not adapt: the round it was scored on stands for every round
+    source = per_round(doc['source']['records'])
+    source += source[-1:] * (rounds - len(source))
+    head = ' | '.join(f'r{k}' for k in range(1, rounds + 1))
+    lines = [f'| run | {head} | mean |', '|---|' + '---:|' * (rounds + 1),
+             '| Source | ' + ' | '.join(f'{v:.2f}' for v in source)
+             + f' | {doc["source"]["mean"]:.2f} |']
+    for lr, run in doc['cotta_by_lr'].items():
+        mean = f'{run["mean"]:.2f}'
+        lines.append(f'| CoTTA, lr {lr} | ' + ' | '.join(f'{v:.2f}' for v in per_round(
+            run['records'])) + f' | {"**" + mean + "**" if lr == doc["choice"] else mean} |')
+    lines += ['', f'{doc["stream"]}; rule: {doc["rule"]}; chosen: {doc["choice"]}.']
+    return '\n'.join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -96,6 +142,8 @@ def main(argv: list[str] | None = None) -> dict:
                targets=targets, choice=choice)
     with open(osp.join(args.out, 'calibration.json'), 'w') as f:
         json.dump(doc, f, indent=2)
+    with open(osp.join(args.out, 'calibration.md'), 'w') as f:
+        f.write(calibration_markdown(doc) + '\n')
     print('choice: --severity ' + ' '.join(f'{c}={v["severity"]:g}' for c, v in choice.items()))
     return doc
 

@@ -109,6 +109,26 @@ def run_one(name: str, args: argparse.Namespace) -> None:
                        images_per_s=doc['images_per_s'], rounds=rounds), f, indent=2)
 
 
+def soak_markdown(document: dict) -> str:
+    """The tables of ``soak.md``, from the document ``soak.json`` holds: per run and round the
+    mIoU, the RSS, and the steps that were not finite, skipped or reset."""
+    lines = []
+    for run in document['runs']:
+        rows = run['rounds']
+        growth = run['rss_growth_pct_from_round_2']
+        label = '+'.join([run['method'], *run['regularizers']])
+        lines += [f'**{label}** ({run["images_per_s"]:.2f} images/s)', '',
+                  '| round | mIoU | RSS (MB) | NaN steps | skipped | guard resets |',
+                  '|---:|---:|---:|---:|---:|---:|']
+        lines += [f'| {r["round"]} | {r["mIoU"]:.2f} | {r["rss_mb"]:.1f} | '
+                  f'{r["nonfinite_steps"]} | {r["skipped"]} | {r["guard_resets"]} |'
+                  for r in rows]
+        lines += ['', f'RSS growth from round 2 to round {len(rows)}: {growth:+.2f} %; NaN '
+                  f'steps: {sum(r["nonfinite_steps"] for r in rows)}; skipped: '
+                  f'{sum(r["skipped"] for r in rows)}', '']
+    return '\n'.join(lines)
+
+
 def main() -> None:
     args = parse_args()
     os.chdir(ROOT)
@@ -128,28 +148,17 @@ def main() -> None:
             raise SystemExit(f'{name} failed; see {osp.join(args.out, name, "soak.log")}')
         with open(osp.join(args.out, name, 'soak.json')) as f:
             report.append(json.load(f))
-    lines = []
     for run in report:
         rows = run['rounds']
-        growth = (rows[-1]['rss_mb'] - rows[1]['rss_mb']) / rows[1]['rss_mb'] * 100
-        run['rss_growth_pct_from_round_2'] = growth
-        label = '+'.join([run['method'], *run['regularizers']])
-        lines += [f'### {label} ({run["images_per_s"]:.2f} images/s)', '',
-                  '| round | mIoU | RSS (MB) | NaN steps | skipped | guard resets |',
-                  '|---:|---:|---:|---:|---:|---:|']
-        lines += [f'| {r["round"]} | {r["mIoU"]:.2f} | {r["rss_mb"]:.1f} | '
-                  f'{r["nonfinite_steps"]} | {r["skipped"]} | {r["guard_resets"]} |'
-                  for r in rows]
-        lines += ['', f'RSS growth from round 2 to round {len(rows)}: {growth:+.2f} %; NaN '
-                  f'steps: {sum(r["nonfinite_steps"] for r in rows)}; skipped: '
-                  f'{sum(r["skipped"] for r in rows)}', '']
-    text = '\n'.join(lines)
+        run['rss_growth_pct_from_round_2'] = \
+            (rows[-1]['rss_mb'] - rows[1]['rss_mb']) / rows[1]['rss_mb'] * 100
+    document = dict(rounds=args.rounds, per_domain=args.per_domain, runs=report)
+    text = soak_markdown(document)
     print(text)
     with open(osp.join(args.out, 'soak.md'), 'w') as f:
         f.write(text)
     with open(osp.join(args.out, 'soak.json'), 'w') as f:
-        json.dump(dict(rounds=args.rounds, per_domain=args.per_domain, runs=report), f,
-                  indent=2)
+        json.dump(document, f, indent=2)
     print(f'written: {osp.join(args.out, "soak.md")}, {osp.join(args.out, "soak.json")}')
 
 

@@ -62,6 +62,7 @@ def main() -> None:
     from stag_seg import compat
     from stag_seg.engine import check_options, merge_overlays, prepare_config
 
+    compat.prepare_environment()  # forks' config paths, CPU processes, safe checkpoint loading
     try:
         check_options(args.cfg_options)
         cfg = Config.fromfile(args.config)

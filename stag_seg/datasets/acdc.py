@@ -22,7 +22,7 @@ from mmengine.logging import print_log
 
 from mmseg.datasets import BaseSegDataset, CityscapesDataset
 from mmseg.registry import DATASETS
-from .benchmarks import ACDC_CONDITIONS
+from .domain_names import ACDC_CONDITIONS
 
 __all__ = ['ACDC_CONDITIONS', 'ACDCDataset']
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-__all__ = ['domain_dataloader', 'set_by_path']
+from ..dotted import set_key
+
+__all__ = ['domain_dataloader']
 
 
 def domain_dataloader(domain: str | dict, template: Any, domain_key: str) -> tuple[str, dict]:
@@ -36,7 +38,8 @@ def domain_dataloader(domain: str | dict, template: Any, domain_key: str) -> tup
                         'config dict; give each domain a full `dataloader` instead')
     cfg = copy.deepcopy(template)
     if isinstance(domain, str):
-        set_by_path(cfg['dataset'], domain_key, domain)
+        set_key(cfg['dataset'], domain_key, domain, what=f'test_cfg.domain_key {domain_key!r}',
+                create=True)
         return domain, cfg
     if not isinstance(domain, dict) or 'name' not in domain:
         raise TypeError(f'each entry of test_cfg.domains must be a name or a dict with a '
@@ -44,24 +47,3 @@ def domain_dataloader(domain: str | dict, template: Any, domain_key: str) -> tup
     cfg['dataset'].update(copy.deepcopy(domain.get('dataset', {domain_key: domain['name']})))
     return str(domain['name']), cfg
 
-
-def set_by_path(cfg: dict, path: str, value: Any) -> None:
-    """``cfg[a][b]... = value`` for the dotted ``path`` ``'a.b...'`` (list items by index)."""
-    *parents, last = path.split('.')
-    node = cfg
-    for i, key in enumerate(parents + [last]):
-        where = '.'.join((parents + [last])[:i + 1])
-        if isinstance(node, (list, tuple)):
-            if not key.isdigit() or int(key) >= len(node):
-                raise KeyError(f'test_cfg.domain_key {path!r}: no item {key!r} at {where!r} '
-                               f'(a list of {len(node)})')
-            key = int(key)
-        elif not isinstance(node, dict):
-            raise KeyError(f'test_cfg.domain_key {path!r}: {where!r} is not inside a dict')
-        if i == len(parents):
-            node[key] = value
-        else:
-            if isinstance(node, dict) and key not in node:
-                raise KeyError(f'test_cfg.domain_key {path!r}: the dataset config has no '
-                               f'{where!r}')
-            node = node[key]

@@ -13,7 +13,7 @@ the source data of the embedded Digits-C benchmark.
 
 ``num_images`` keeps the first N images of the domain in a seeded shuffle of it (``seed``), the
 way the 5,000-image ImageNet-C benchmarks subsample; ``None`` keeps all, in file order. The names
-of the 15 corruptions are :data:`~stag_seg.datasets.benchmarks.CORRUPTIONS`.
+of the 15 corruptions are :data:`~stag_seg.datasets.domain_names.CORRUPTIONS`.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import numpy as np
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
-from .benchmarks import IMAGE_SUFFIXES
+from .domain_names import IMAGE_SUFFIXES
 
 __all__ = ['CIFARCDataset', 'ImageNetCDataset', 'NumpyClsDataset']
 

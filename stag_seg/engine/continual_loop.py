@@ -13,6 +13,7 @@ from mmengine.runner import TestLoop
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from .. import compat
 from ..datasets.domains import domain_dataloader
 from ..evaluation import (DomainProgress, StreamResults, format_records, results_document,
                           write_partial, write_run)
@@ -117,6 +118,7 @@ class ContinualTestLoop(TestLoop):
         if len(set(names)) != len(names):
             raise ValueError(f'test_cfg.domains has repeated names: {names}')
         super().__init__(runner, specs[0][1], evaluator, fp16)
+        compat.prepare_checkpoint_loading()  # the runner loads the source checkpoint next
         diff_rank_seed = runner.cfg.get('randomness', {}).get('diff_rank_seed', False)
         self.domains = [(names[0], self.dataloader)] + [
             (name, runner.build_dataloader(cfg, seed=runner.seed, diff_rank_seed=diff_rank_seed))

@@ -20,6 +20,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
+from .. import compat
 from ..methods import BaseTTAMethod, build_method
 from ..models import Adapter, build_adapter
 from ..stag import STAG
@@ -83,6 +84,10 @@ class TTAHook(Hook):
         self.adapter: Adapter | None = None
         self._stats: TTAStatsHook | None = None
         build_method(self.method_cfg, self.optim_wrapper)  # fail on a bad config now
+
+    def before_run(self, runner) -> None:
+        # the runner loads the checkpoint after this stage: torch's allow-list first
+        compat.prepare_checkpoint_loading()
 
     def before_test(self, runner) -> None:
         model = self._model(runner)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from mmseg.models.segmentors import CascadeEncoderDecoder, EncoderDecoder
 from mmseg.registry import MODELS
 
-from .adaptive import AdaptiveModelMixin
+from .tta_mixin import AdaptiveModelMixin
 
 __all__ = ['TTACascadeEncoderDecoder', 'TTAEncoderDecoder']
 
@@ -33,7 +33,7 @@ class TTAEncoderDecoder(AdaptiveModelMixin, EncoderDecoder):
         **kwargs: ``EncoderDecoder``'s arguments (backbone, decode_head, test_cfg, ...).
 
     Note:
-        See :class:`~stag_seg.models.adaptive.AdaptiveModelMixin` for when the method is
+        See :class:`~stag_seg.models.tta_mixin.AdaptiveModelMixin` for when the method is
         attached and how train/eval modes are kept.
     """
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.registry import MODELS
 
-from .adaptive import AdaptiveModelMixin
+from .tta_mixin import AdaptiveModelMixin
 
 __all__ = ['TTAImageClassifier']
 

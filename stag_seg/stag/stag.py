@@ -26,7 +26,7 @@ class STAG:
     ``u`` is the position's detached ``H / ln C`` by default (``weighting``). The options other
     than ``weight`` choose the reading (docs/design.md, "STAG"). The defaults, the entropy-weighted
     feature reading with ``weight=0.5``, are the pre-registered study's choice
-    (docs/stag_study.md); no reading it tried qualified under its rule.
+    (projects/stag_study/README.md); no reading it tried qualified under its rule.
 
     Args:
         weight (float): lambda, the loss weight. Defaults to 0.5.

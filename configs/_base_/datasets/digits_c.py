@@ -29,7 +29,7 @@ test_evaluator = dict(type='Accuracy', topk=(1, ))
 test_cfg = dict(
     type='ContinualTestLoop', domains=corruptions, domain_key='datasets.0.corruption',
     metric_key='accuracy/top1', rounds=1, episodic=False)
-# One seed per run: tools/test_tta.py and tools/run_benchmark.py set each key named here to
+# One seed per run: tools/test_tta.py and tools/run_suite.py set each key named here to
 # randomness.seed (stag_seg.engine.prepare_config), so `--cfg-options randomness.seed=1`
 # changes the stream order as well as the methods' own randomness.
 seed_keys = ['test_dataloader.dataset.seed']

@@ -9,6 +9,6 @@ adapt_optim_wrapper = dict(
 # e.g. the batch-1 setting, configs/_base_/settings/digits-c_batch1.py) it follows the rule of
 # the public ImageNet-C scripts (stag_seg.engine.scaled_lr): lr * batch / 64, doubled below 32
 # for CNNs; SAR's and DeYO's configs double it again at batch size 1, the ViT's drops the
-# doubling below 32. tools/test_tta.py and tools/run_benchmark.py apply it
+# doubling below 32. tools/test_tta.py and tools/run_suite.py apply it
 # (stag_seg.engine.prepare_config).
 lr_scaling = dict(reference_batch_size=64, below_32=2.0, at_1=1.0)

@@ -8,7 +8,7 @@
   Cityscapes→ACDC tree, of the -C version of a data set, and of the clean digits (the
   ``tools/make_*.py`` command lines call them).
 
-The domain names they share with the readers live in :mod:`stag_seg.datasets.benchmarks`.
+The domain names they share with the readers live in :mod:`stag_seg.datasets.domain_names`.
 """
 from .corrupted_sets import SEVERITIES, check_options, image_rng, path_key, write_corrupted_set
 from .corruptions import (CORRUPTION_PARAMS, CORRUPTION_PRESETS, CORRUPTION_TABLES,

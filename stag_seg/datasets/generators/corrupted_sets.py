@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ..benchmarks import CORRUPTIONS, IMAGE_SUFFIXES
+from ..domain_names import CORRUPTIONS, IMAGE_SUFFIXES
 from .corruptions import CORRUPTION_PRESETS, CORRUPTION_TABLES, corrupt, frost_source
 
 __all__ = ['SEVERITIES', 'check_options', 'image_rng', 'path_key', 'write_corrupted_set']
@@ -61,7 +61,7 @@ def check_options(folder: str | None = None,
 
     Returns:
         tuple[list[str], list[int]]: The corruptions and the severities in the canonical
-        order (:data:`~stag_seg.datasets.benchmarks.CORRUPTIONS`, ascending), without repeats.
+        order (:data:`~stag_seg.datasets.domain_names.CORRUPTIONS`, ascending), without repeats.
 
     Raises:
         ValueError: naming the first bad option.
@@ -328,7 +328,7 @@ def write_corrupted_set(out: str,
         npy (str, optional): ``.npy`` of N x H x W x 3 uint8 RGB images (array mode). Exactly
             one of ``folder`` and ``npy`` is given.
         labels (str, optional): ``.npy`` of the N labels; array mode only, where it is needed.
-        corruptions (Sequence[str]): Some of :data:`~stag_seg.datasets.benchmarks.CORRUPTIONS`.
+        corruptions (Sequence[str]): Some of :data:`~stag_seg.datasets.domain_names.CORRUPTIONS`.
             Defaults to all 15.
         severities (Sequence[int]): Some of 1..5; array mode makes all five. Defaults to all.
         seed (int): Base seed of every image, >= 0. Defaults to 0.

@@ -73,7 +73,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ..benchmarks import CORRUPTIONS
+from ..domain_names import CORRUPTIONS
 
 __all__ = ['CORRUPTION_PARAMS', 'CORRUPTION_PRESETS', 'CORRUPTION_TABLES', 'FROST_SOURCES',
            'MONOTONE_CHANGES', 'corrupt', 'corruption_params', 'frost_photos', 'frost_source',
@@ -644,7 +644,7 @@ def corrupt(image: np.ndarray, corruption: str, severity: int,
 
     Args:
         image (np.ndarray): (H, W, 3) uint8 RGB, at least 8x8.
-        corruption (str): One of :data:`~stag_seg.datasets.benchmarks.CORRUPTIONS`.
+        corruption (str): One of :data:`~stag_seg.datasets.domain_names.CORRUPTIONS`.
         severity (int): 1 (mild) to 5 (strong).
         rng (np.random.Generator | int | None): The only source of randomness: a generator,
             a seed, or None for a fresh unseeded generator. Defaults to None.

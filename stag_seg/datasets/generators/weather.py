@@ -23,7 +23,7 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 
 from mmseg.registry import TRANSFORMS
-from ..benchmarks import ACDC_CONDITIONS
+from ..domain_names import ACDC_CONDITIONS
 from .scenes import SKY_DEPTH
 
 __all__ = ['CONDITIONS', 'DEFAULT_SEVERITY', 'ApplyWeather', 'apply_condition', 'fog',
