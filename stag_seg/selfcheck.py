@@ -50,7 +50,8 @@ def check_registrations() -> list[str]:
 
     from stag_seg.registry import TTA_METHODS, TTA_REGULARIZERS
     wanted = [(HOOKS, 'STAGHook'), (HOOKS, 'TTAHook'), (LOOPS, 'ContinualTestLoop'),
-              (SEG_MODELS, 'TTAEncoderDecoder'), (PRETRAIN_MODELS, 'TTAImageClassifier'),
+              (SEG_MODELS, 'TTAEncoderDecoder'), (SEG_MODELS, 'TTACascadeEncoderDecoder'),
+              (PRETRAIN_MODELS, 'TTAImageClassifier'),
               (TTA_REGULARIZERS, 'STAG')] + [
                   (TTA_METHODS, m) for m in ('Source', 'Norm', 'Tent', 'EATA', 'SAR', 'DeYO',
                                              'CoTTA')]
@@ -137,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.skip_run:
         return 0
+    from stag_seg import compat
+    compat.prepare_environment()  # mmseg:: config paths under the OneDL forks, safe loading
     with tempfile.TemporaryDirectory() as tmp:
         try:
             found = adapted_stock_run(tmp)
