@@ -48,3 +48,33 @@ cfg_options = {
     'test_cfg.checkpoint_interval': 0,
     'log_level': 'WARNING',
 }
+
+# Phase 2 (README.md of this project, "Phase 2 of the study"), fixed before any of its runs:
+# the weighting reading's options and the loss readings at smaller lambda, every option
+# written out; the first study's cells plus two regimes; the rule's constants.
+_feature = dict(space='feature', gradient='entropy')
+phase2 = dict(
+    candidates={
+        'reweight-smooth': dict(_feature, mode='reweight', reweight='smooth', power=1.0),
+        'reweight-threshold': dict(_feature, mode='reweight', reweight='threshold',
+                                   threshold=0.0),
+        'reweight-threshold+smooth': dict(_feature, mode='reweight',
+                                          reweight='threshold+smooth', threshold=0.0,
+                                          power=1.0),
+        'feature-0.1': dict(readings['feature'], weight=0.1),
+        'logit-0.1': dict(readings['logit'], weight=0.1),
+        'h_weighted-0.1': dict(readings['h_weighted'], weight=0.1),
+        'h_weighted-0.25': dict(readings['h_weighted'], weight=0.25),
+        'cross_entropy-0.1': dict(readings['cross_entropy'], weight=0.1),
+    },
+    # cells beyond the first study's, Tent only: one where Tent works well with Adam, and a
+    # long-horizon one at a small batch where it is prone to collapse; the rate as stated (no
+    # batch rule)
+    regimes=dict(
+        adam=dict(setting='continual', methods=['tent'], batch_size=64, rounds=3,
+                  optimizer=dict(type='Adam', lr=1e-3, betas=(0.9, 0.999))),
+        collapse=dict(setting='continual', methods=['tent'], batch_size=16, rounds=5,
+                      optimizer=dict(type='Adam', lr=1e-3, betas=(0.9, 0.999)))),
+    harm_margin=0.5,  # error points, beyond noise_se standard errors
+    rank_regimes=['collapse'],
+    benchmark='A')  # the base hyperparameters the first study chose (results/benchmark.json)

@@ -29,10 +29,13 @@ from mmengine.config import Config
 from stag_seg.engine.configuration import build_config
 from stag_seg.suites import OPTIONAL_PARTS, run_config
 
-__all__ = ['PHASES', 'StudyRun', 'benchmark_checks', 'paired_change', 'plan_phase',
-           'reading_rule', 'rule_table', 'run_phase', 'split_domains', 'study_table']
+__all__ = ['PHASES', 'PHASES2', 'StudyRun', 'benchmark_checks', 'paired_change', 'plan_phase',
+           'plan_phase2', 'reading_rule', 'rule2', 'rule2_table', 'rule_table', 'run_phase',
+           'split_domains', 'study_table']
 
 PHASES = ('benchmark', 'readings', 'held_out')
+#: The second study's phases (this project's README, "Phase 2 of the study").
+PHASES2 = ('readings2', 'held_out2')
 
 
 @dataclass(frozen=True)
@@ -53,13 +56,21 @@ def split_domains(setting: str, corruptions: Sequence[str]) -> list:
 
 
 def _run(study: Config, suite: Config, key: str, method: str, family: str, setting: str,
-         seed: int, split: str, candidate: str, stag: dict | None = None) -> StudyRun:
+         seed: int, split: str, candidate: str, stag: dict | None = None,
+         regime: dict | None = None) -> StudyRun:
     hyper = study.candidates[candidate]
     options = dict(study.get('cfg_options') or {})
     options['test_cfg.domains'] = split_domains(setting, study.splits[split]['corruptions'])
     options['model.adapt_optim_wrapper.optimizer.lr'] = hyper['lr']
     if setting != 'batch1':
         options['test_dataloader.batch_size'] = hyper['batch_size']
+    if regime is not None:  # a phase-2 cell's own optimizer, batch size and rounds
+        options.pop('model.adapt_optim_wrapper.optimizer.lr')
+        options['model.adapt_optim_wrapper.optimizer'] = dict(_delete_=True,
+                                                               **regime['optimizer'])
+        options['lr_scaling'] = None  # the rate is the one stated, at the cell's batch size
+        options['test_dataloader.batch_size'] = regime['batch_size']
+        options['test_cfg.rounds'] = regime['rounds']
     if stag is not None:
         options['model.tta_method.regularizers'] = [dict(type='STAG', **stag)]
     overlays = tuple(suite.families[family]['overlays']) + tuple(suite.settings[setting])
@@ -110,6 +121,120 @@ def plan_phase(study: Config, suite: Config, phase: str, candidate: str | None =
                         runs.append(_run(study, suite, f'{base}/{label}/seed{seed}', method,
                                          family, setting, seed, split, candidate, stag))
     return runs
+
+
+def _phase2_cells(study: Config, split: str) -> list[tuple[str, str, str, dict | None]]:
+    """``(family, setting, method, regime)`` of every cell of phase 2 on ``split``: the first
+    study's cells (the benchmark's hyperparameters; ``regime`` None), then each regime's, whose
+    setting is named ``<setting>+<regime>``."""
+    cells = [(family, setting, method, None)
+             for family in study.splits[split].families
+             for setting in study.settings for method in study.base_methods]
+    for name, regime in study.phase2.regimes.items():
+        for family in study.splits[split].families:
+            for method in regime['methods']:
+                cells.append((family, f'{regime["setting"]}+{name}', method, regime))
+    return cells
+
+
+def plan_phase2(study: Config, suite: Config, phase: str, candidate: str,
+                chosen: str | None = None) -> list[StudyRun]:
+    """The runs of phase 2's ``phase`` (:data:`PHASES2`): on dev (``readings2``) every
+    candidate of ``study.phase2.candidates`` beside its base in every cell and seed; on
+    held-out (``held_out2``) the ``chosen`` one. ``candidate`` is the benchmark's
+    hyperparameters the first study chose (the cells without a regime)."""
+    if phase not in PHASES2:
+        raise ValueError(f'phase must be one of {PHASES2}, got {phase!r}')
+    split = 'dev' if phase == 'readings2' else 'held_out'
+    stags = dict(study.phase2.candidates)
+    if phase == 'held_out2':
+        if chosen not in stags:
+            raise ValueError(f'phase held_out2 needs the candidate readings2 chose, one of '
+                             f'{list(stags)}; got {chosen!r}')
+        stags = {chosen: stags[chosen]}
+    runs = []
+    for family, setting, method, regime in _phase2_cells(study, split):
+        plain = setting.split('+')[0]
+        for seed in study.splits[split].seeds:
+            base = f'{family}/{setting}/{method}'
+            runs.append(_run(study, suite, f'{base}/base/seed{seed}', method, family, plain,
+                             seed, split, candidate, regime=regime))
+            for label, stag in stags.items():
+                runs.append(_run(study, suite, f'{base}/{label}/seed{seed}', method, family,
+                                 plain, seed, split, candidate, dict(stag), regime))
+    return runs
+
+
+def rule2(study: Config, errors: dict[str, float], split: str = 'dev') -> dict:
+    """Phase 2's rule (this project's README, "Phase 2 of the study") over the runs of
+    ``split``.
+
+    A cell is **harmed** when the candidate's change (mean over seeds of its error minus its
+    base's, paired by seed) exceeds ``phase2.harm_margin`` beyond noise:
+    ``change - noise_se * SE > harm_margin``. A candidate **qualifies** when no cell is harmed.
+    Among the qualifying candidates the default has the lowest mean change over the cells of
+    the regimes in ``phase2.rank_regimes`` (ties: the lowest mean change over every cell, then
+    the study's order). If none qualifies, it has the smallest worst-case change (the largest
+    change over its cells), whatever its gain.
+
+    Returns:
+        dict: ``candidates``: {label: dict(cells={cell: dict(change, se, harmed)},
+        mean_change, ranked_change, worst_change, qualifies)}; ``default``; ``qualified``.
+    """
+    cfg = study.phase2
+    seeds = study.splits[split].seeds
+    labels = [lb for lb in cfg.candidates
+              if any(key.split('/')[3] == lb for key in errors)]
+    cells = list(dict.fromkeys('/'.join(key.split('/')[:3]) for key in errors))
+    ranked = [c for c in cells
+              if '+' in c.split('/')[1] and c.split('/')[1].split('+')[1] in cfg.rank_regimes]
+    result = {}
+    for label in labels:
+        stats = {}
+        for cell in cells:
+            d, se = paired_change(_values(errors, f'{cell}/{label}', seeds),
+                                  _values(errors, f'{cell}/base', seeds))
+            stats[cell] = dict(change=d, se=se,
+                               harmed=d - study.noise_se * se > cfg.harm_margin)
+        result[label] = dict(
+            cells=stats, mean_change=statistics.fmean(s['change'] for s in stats.values()),
+            ranked_change=(statistics.fmean(stats[c]['change'] for c in ranked)
+                           if ranked else None),
+            worst_change=max(s['change'] for s in stats.values()),
+            qualifies=not any(s['harmed'] for s in stats.values()))
+    qualifying = [lb for lb in labels if result[lb]['qualifies']]
+    if qualifying:
+        default = min(qualifying, key=lambda lb: (
+            result[lb]['ranked_change'] if result[lb]['ranked_change'] is not None else 0.0,
+            result[lb]['mean_change'], labels.index(lb)))
+    else:
+        default = min(labels, key=lambda lb: (result[lb]['worst_change'], labels.index(lb)),
+                      default=None)
+    return dict(candidates=result, default=default, qualified=bool(qualifying))
+
+
+def rule2_table(summary: dict) -> str:
+    """The markdown table of :func:`rule2`: per cell and candidate the change ± SE, ``!``
+    where harmed; then the mean change, the ranked cells' mean, the worst change and whether
+    the candidate qualifies."""
+    candidates = summary['candidates']
+    labels = list(candidates)
+    cells = list(candidates[labels[0]]['cells']) if labels else []
+    lines = ['| cell | ' + ' | '.join(labels) + ' |', '|---|' + '---:|' * len(labels)]
+    for cell in cells:
+        marks = [f'{c["change"]:+.2f} ± {c["se"]:.2f}{"!" if c["harmed"] else ""}'
+                 for c in (candidates[lb]['cells'][cell] for lb in labels)]
+        lines.append(f'| {cell} | ' + ' | '.join(marks) + ' |')
+
+    def row(name, values):
+        lines.append(f'| {name} | ' + ' | '.join(values) + ' |')
+
+    row('mean', [f'{candidates[lb]["mean_change"]:+.2f}' for lb in labels])
+    row('ranked cells', ['' if candidates[lb]['ranked_change'] is None
+                         else f'{candidates[lb]["ranked_change"]:+.2f}' for lb in labels])
+    row('worst', [f'{candidates[lb]["worst_change"]:+.2f}' for lb in labels])
+    row('qualifies', ['yes' if candidates[lb]['qualifies'] else 'no' for lb in labels])
+    return '\n'.join(lines)
 
 
 def run_phase(runs: Sequence[StudyRun], out: str,

@@ -16,8 +16,8 @@ sys.path.insert(0, PROJECT)
 
 from stag_seg.datasets import CORRUPTIONS  # noqa: E402
 from stag_study.study import (benchmark_checks, paired_change, plan_phase,  # noqa: E402
-                              reading_rule, rule_table, run_phase, split_domains,
-                              study_table)
+                              plan_phase2, reading_rule, rule2, rule2_table, rule_table,
+                              run_phase, split_domains, study_table)
 
 
 
@@ -113,6 +113,73 @@ def test_the_rule_refuses_harm_beyond_noise_and_excess_spread(study):
         '| gn/continual/tent | -5.00 ± 0.00 | -1.00 ± 1.15~ |',
         '| gn/mixed/sar | +1.00 ± 0.00! | -1.00 ± 0.00 |',
         '| mean | -2.00 | -1.00 |', '| qualifies | no | no |']
+
+
+def test_phase_two_plans_the_first_studys_cells_and_its_regimes(study, suite):
+    dev = plan_phase2(study, suite, 'readings2', 'A')
+    # 16 cells of the first study, the Adam cell in each dev family and the collapse cell in
+    # each, every one over 3 seeds with the base and the 8 candidates
+    assert len(dev) == (16 + 2 + 2) * 3 * (1 + 8)
+    adam = next(r for r in dev if r.key == 'bn/continual+adam/tent/reweight-smooth/seed2')
+    assert adam.seed == 2 and adam.config.endswith('small-convnet_tent.py')
+    assert adam.options['model.adapt_optim_wrapper.optimizer'] == dict(
+        _delete_=True, type='Adam', lr=1e-3, betas=(0.9, 0.999))
+    assert 'model.adapt_optim_wrapper.optimizer.lr' not in adam.options
+    assert adam.options['lr_scaling'] is None
+    assert adam.options['test_dataloader.batch_size'] == 64
+    assert adam.options['test_cfg.rounds'] == 3
+    assert adam.options['test_cfg.domains'] == study.splits.dev.corruptions
+    assert adam.options['model.tta_method.regularizers'] == [dict(
+        type='STAG', space='feature', gradient='entropy', mode='reweight', reweight='smooth',
+        power=1.0)]
+    collapse = next(r for r in dev if r.key == 'gn/continual+collapse/tent/base/seed0')
+    assert collapse.options['test_dataloader.batch_size'] == 16
+    assert collapse.options['test_cfg.rounds'] == 5
+    assert 'model.tta_method.regularizers' not in collapse.options
+    first = next(r for r in dev if r.key == 'gn/mixed/sar/logit-0.1/seed1')
+    assert first.options['model.adapt_optim_wrapper.optimizer.lr'] == 3e-3  # candidate A
+    assert 'test_cfg.rounds' not in first.options
+    held = plan_phase2(study, suite, 'held_out2', 'A', chosen='h_weighted-0.1')
+    assert {r.key.split('/')[0] for r in held} == {'ln', 'vit'}
+    assert {r.key.split('/')[3] for r in held} == {'base', 'h_weighted-0.1'}
+    assert len(held) == (16 + 2 + 2) * 3 * 2
+    with pytest.raises(ValueError, match='needs the candidate readings2 chose'):
+        plan_phase2(study, suite, 'held_out2', 'A')
+
+
+def test_phase_two_rule_ranks_qualifying_candidates_on_the_collapse_cells(study):
+    cells = ['gn/continual/tent', 'bn/continual+adam/tent', 'gn/continual+collapse/tent']
+    base = {c: [20.0, 21.0, 22.0] for c in cells}
+    values = {
+        'base': base,
+        # the best collapse gain (-4), but the Adam cell loses 1.0 at every seed: harmed
+        'reweight-smooth': {cells[0]: [20.0, 21.0, 22.0], cells[1]: [21.0, 22.0, 23.0],
+                            cells[2]: [16.0, 17.0, 18.0]},
+        # loses 0.6 +- 0.46: within the margin once noise is counted (0.6 - 2 * 0.46 < 0.5)
+        'feature-0.1': {cells[0]: [20.0, 22.5, 22.3], cells[1]: [20.0, 21.0, 22.0],
+                        cells[2]: [19.0, 20.0, 21.0]},
+        # no harm, a smaller collapse gain
+        'logit-0.1': {cells[0]: [20.0, 21.0, 22.0], cells[1]: [20.0, 21.0, 22.0],
+                      cells[2]: [19.5, 20.5, 21.5]},
+    }
+    result = rule2(study, _grid(cells, values))
+    smooth = result['candidates']['reweight-smooth']
+    assert smooth['cells'][cells[1]]['harmed'] and not smooth['qualifies']
+    feature = result['candidates']['feature-0.1']
+    # differences 0, 1.5, 0.3: mean 0.6, variance 1.26 / 2, SE sqrt(0.63 / 3) = 0.458
+    assert feature['cells'][cells[0]]['change'] == pytest.approx(0.6)
+    assert feature['cells'][cells[0]]['se'] == pytest.approx(math.sqrt(0.63 / 3))
+    assert feature['qualifies'] and feature['ranked_change'] == pytest.approx(-1.0)
+    assert result['default'] == 'feature-0.1' and result['qualified']
+    # without the qualifying ones: the smallest worst case, whatever the gain
+    values['logit-0.1'][cells[1]] = [22.0, 23.0, 24.0]  # +2 at every seed
+    del values['feature-0.1']
+    result = rule2(study, _grid(cells, values))
+    assert not result['qualified'] and result['default'] == 'reweight-smooth'
+    assert result['candidates']['logit-0.1']['worst_change'] == pytest.approx(2.0)
+    assert rule2_table(result).splitlines()[-4:] == [
+        '| mean | -1.00 | +0.50 |', '| ranked cells | -4.00 | -0.50 |',
+        '| worst | +1.00 | +2.00 |', '| qualifies | no | no |']
 
 
 def _bench(name, table):

@@ -54,7 +54,7 @@ MAX_PIXELS = 200_000  # per segmentation cell, a seeded subsample
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--families', nargs='+', choices=list(FAMILIES), default=list(FAMILIES))
+    parser.add_argument('--families', nargs='*', choices=list(FAMILIES), default=list(FAMILIES))
     parser.add_argument('--streams', nargs='*', choices=list(STREAMS), default=list(STREAMS))
     parser.add_argument('--out', default='projects/stag_study/results/signal_auroc.json')
     return parser.parse_args()
@@ -223,11 +223,13 @@ def segmentation_cells(stream: str) -> list[dict]:
     import torch.nn.functional as F
     from mmengine.config import ConfigDict
     from mmengine.dataset import pseudo_collate
+    from mmengine.registry import init_default_scope
     from mmseg.registry import DATASETS, MODELS
 
     from stag_seg.compat import load_checkpoint
     from stag_seg.engine import build_config
     from stag_seg.models.adapter import segmentor_logits
+    init_default_scope('mmseg')  # the streams' pipelines name MMSeg's transforms
     root = STREAMS[stream]
     cells = []
 

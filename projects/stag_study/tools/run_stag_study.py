@@ -5,13 +5,17 @@ from the repository's root, STUDY being projects/stag_study/configs/stag-study.p
     python projects/stag_study/tools/run_stag_study.py STUDY readings
     python projects/stag_study/tools/run_stag_study.py STUDY held_out
     python projects/stag_study/tools/run_stag_study.py STUDY table
+    python projects/stag_study/tools/run_stag_study.py STUDY readings2   # phase 2, dev
+    python projects/stag_study/tools/run_stag_study.py STUDY held_out2   # phase 2, once
 
 Each phase reads what the one before chose from ``<out>/<phase>.json``, runs (or reads back)
 its runs under ``<out>/<phase>/`` and writes its summary: ``benchmark.json`` (the checks of
 each candidate and the chosen one), ``readings.json`` (the rule on every dev cell and the
 default), ``held_out.json`` (the default's changes, reported as they come out); ``table``
-writes ``table.md``, the "Where STAG helps" table of the dev and held-out runs. Paths are
-relative to the repository root.
+writes ``table.md``, the "Where STAG helps" table of the dev and held-out runs. Phase 2
+(the README's "Phase 2 of the study") writes ``readings2.json`` (its rule on every dev cell and
+the candidate chosen) and ``held_out2.json`` (that candidate on held-out, as it comes out).
+Paths are relative to the repository root.
 """
 import argparse
 import os
@@ -27,7 +31,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='one phase of the STAG study')
     parser.add_argument('study', help='the study config, e.g. '
                         'projects/stag_study/configs/stag-study.py')
-    parser.add_argument('phase', choices=['benchmark', 'readings', 'held_out', 'table'])
+    parser.add_argument('phase', choices=['benchmark', 'readings', 'held_out', 'table',
+                                          'readings2', 'held_out2'])
     parser.add_argument('--out', help="the study's folder (default: the config's out)")
     parser.add_argument('--shard', default='0/1', metavar='K/N',
                         help='run only every N-th run from the K-th (several processes share a '
@@ -44,6 +49,24 @@ def _read(out: str, name: str) -> dict:
         return json.load(f)
 
 
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        shard, shards = (int(v) for v in text.split('/'))
+        assert 0 <= shard < shards
+    except (ValueError, AssertionError):
+        sys.exit(f'--shard takes K/N with 0 <= K < N, got {text!r}')
+    return shard, shards
+
+
+def _missing(runs, out: str, phase: str) -> bool:
+    missing = [r.key for r in runs
+               if not osp.isfile(osp.join(out, phase, r.key, 'tta_results.json'))]
+    if missing:
+        print(f'{len(missing)} runs of the phase have no results yet (other shards?); '
+              'the summary is written by the run that finds them all')
+    return bool(missing)
+
+
 def main() -> None:
     args = parse_args()
     os.chdir(ROOT)
@@ -51,8 +74,9 @@ def main() -> None:
     from mmengine.config import Config
 
     import stag_seg  # noqa: F401  (registers the toolkit before the configs are built)
-    from stag_study.study import (benchmark_checks, plan_phase, reading_rule, rule_table,
-                                       run_phase, study_table, write_summary)
+    from stag_study.study import (benchmark_checks, plan_phase, plan_phase2, reading_rule,
+                                  rule2, rule2_table, rule_table, run_phase, study_table,
+                                  write_summary)
 
     study = Config.fromfile(args.study)
     suite = Config.fromfile(study.suite)
@@ -62,6 +86,21 @@ def main() -> None:
         with open(osp.join(out, 'table.md'), 'w') as f:
             f.write(table)
         print(table + '\nwritten: ' + osp.join(out, 'table.md'))
+        return
+    if args.phase in ('readings2', 'held_out2'):
+        chosen = _read(out, 'readings2')['default'] if args.phase == 'held_out2' else None
+        runs = plan_phase2(study, suite, args.phase, study.phase2.benchmark, chosen)
+        print(f'{args.phase}: {len(runs)} runs', flush=True)
+        shard, shards = _shard(args.shard)
+        run_phase(runs[shard::shards], osp.join(out, args.phase))
+        if _missing(runs, out, args.phase):
+            return
+        errors = run_phase(runs, osp.join(out, args.phase), log=lambda _: None)
+        split = 'dev' if args.phase == 'readings2' else 'held_out'
+        summary = rule2(study, errors, split)
+        how = 'qualifies' if summary['qualified'] else 'none qualifies: the smallest worst case'
+        print(f'\n{rule2_table(summary)}\n\nchosen: {summary["default"]} ({how})')
+        print('written: ' + write_summary(out, args.phase, summary))
         return
     candidate = default = None
     if args.phase != 'benchmark':
@@ -73,17 +112,9 @@ def main() -> None:
     runs = plan_phase(study, suite, args.phase, candidate, default)
     print(f'{args.phase}: {len(runs)} runs' + (f', benchmark candidate {candidate}'
                                                if candidate else ''), flush=True)
-    try:
-        shard, shards = (int(v) for v in args.shard.split('/'))
-        assert 0 <= shard < shards
-    except (ValueError, AssertionError):
-        sys.exit(f'--shard takes K/N with 0 <= K < N, got {args.shard!r}')
+    shard, shards = _shard(args.shard)
     run_phase(runs[shard::shards], osp.join(out, args.phase))
-    missing = [r.key for r in runs
-               if not osp.isfile(osp.join(out, args.phase, r.key, 'tta_results.json'))]
-    if missing:
-        print(f'{len(missing)} runs of the phase have no results yet (other shards?); '
-              'the summary is written by the run that finds them all')
+    if _missing(runs, out, args.phase):
         return
     errors = run_phase(runs, osp.join(out, args.phase), log=lambda _: None)
     if args.phase == 'benchmark':
