@@ -22,7 +22,7 @@ from ..evaluation import (DomainProgress, StreamResults, format_records, results
                           write_partial, write_run)
 from .guards import (BadInputError, BadInputPolicy, CollapseGuardHook, batch_files,
                      check_batch)
-from .preemption import Preempted, PreemptionSignals, shield_workers
+from .preemption import Preempted, PreemptionSignals, shield_workers, stop_signals_blocked
 from .resume import StreamState, rng_state, set_rng_state
 from .stats_hook import TTAStatsHook
 
@@ -273,7 +273,10 @@ class ContinualTestLoop(TestLoop):
                                'ignore_index', 255)
         if state is not None:
             set_rng_state(progress.domain_rng)  # the same order as before
-        iterator, first = iter(loader), progress.next_step
+        # workers that start while a stop signal arrives would die of it (stop_signals_blocked)
+        with stop_signals_blocked() if self.signals is not None else nullcontext():
+            iterator = iter(loader)
+        first = progress.next_step
         for _ in range(first):  # done before the interruption (errors were handled then)
             try:
                 next(iterator)

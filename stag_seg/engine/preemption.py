@@ -11,16 +11,22 @@ Data-loader workers must live until that step is done: slurm signals every proce
 a torchrun worker's loader processes share its process group, to which torchrun forwards the
 signal. PyTorch's workers die on SIGTERM from anyone but their parent and stop on SIGINT, which
 fails the step in the main process; :func:`shield_workers` makes them ignore both (they still
-exit with the main process, which they watch, and on SIGKILL).
+exit with the main process, which they watch, and on SIGKILL). A signal that arrives while the
+workers start would reach them before they can ignore it, so the loop starts them with both
+signals blocked (:func:`stop_signals_blocked`); they inherit the block, ignore the signals,
+then unblock, and the main process receives what arrived once it unblocks.
 """
 from __future__ import annotations
 
 import signal
 import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 from ..dist import all_ranks
 
-__all__ = ['EXIT_PREEMPTED', 'Preempted', 'PreemptionSignals', 'shield_workers']
+__all__ = ['EXIT_PREEMPTED', 'Preempted', 'PreemptionSignals', 'shield_workers',
+           'stop_signals_blocked']
 
 #: The exit status of a run that saved its state because it was asked to stop (BSD's
 #: EX_TEMPFAIL: "try again later"), distinct from an error (1), a usage error (2) and a death by
@@ -81,6 +87,8 @@ class _IgnoreStopSignals:
     def __call__(self, worker_id: int) -> None:
         for sig in _SIGNALS:  # after PyTorch installed its own worker handlers
             signal.signal(sig, signal.SIG_IGN)
+        # started under stop_signals_blocked(): what arrived meanwhile is now discarded
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
         if self.init_fn is not None:
             self.init_fn(worker_id)
 
@@ -90,3 +98,14 @@ def shield_workers(loader) -> None:
     still has its data for the step it finishes."""
     if not isinstance(loader.worker_init_fn, _IgnoreStopSignals):
         loader.worker_init_fn = _IgnoreStopSignals(loader.worker_init_fn)
+
+
+@contextmanager
+def stop_signals_blocked() -> Iterator[None]:
+    """Block SIGTERM and SIGINT in this thread inside the block (processes it starts inherit
+    the block); what arrived is delivered when it ends."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
