@@ -186,7 +186,8 @@ def test_stag_hook_is_a_tta_hook_with_stag_first():
     assert STAG.defaults() == dict(weight=0.5, space='feature', gradient='entropy',
                                    weighting='entropy', form='gram', temperature=1.0,
                                    anchor_temperature=None, use_bias=True, anchors='frozen',
-                                   eps=1e-12)
+                                   eps=1e-12, mode='loss', reweight='smooth', threshold=0.0,
+                                   power=1.0)
 
 
 # ---------------------------------------------------------------------------- mmpretrain
