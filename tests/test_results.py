@@ -27,11 +27,19 @@ def _suite_table(doc):
     return settings_markdown(doc) if 'results' in doc else rounds_markdown(doc)
 
 
+def _project_tool(path, name):
+    spec = importlib.util.spec_from_file_location(name, osp.join(ROOT, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _generated() -> list[tuple[str, str, object]]:
     """``(json, md, render)`` for every table the tools write from a committed document."""
     calibration, overhead = _tool('calibrate_severity'), _tool('benchmark_overhead')
     scaling, soak, sweep = _tool('benchmark_scaling'), _tool('soak'), _tool('sweep_zoo')
     faults = _tool('fault_check')
+    signal = _project_tool('projects/stag_study/tools/analyze_signal.py', 'analyze_signal')
     pairs = [(path, osp.join(osp.dirname(path), 'table.md'), _suite_table)
              for path in glob.glob(osp.join(RESULTS, 'suites', '**', 'table.json'),
                                    recursive=True)]
@@ -45,6 +53,8 @@ def _generated() -> list[tuple[str, str, object]]:
         ('faults/faults.json', 'faults/faults.md', faults.faults_markdown),
         ('model_zoo/supported_models.json', osp.join(ROOT, 'docs', 'en', 'supported_models.md'),
          sweep.table),
+        (osp.join(ROOT, 'projects/stag_study/results/signal_auroc.json'),
+         osp.join(ROOT, 'projects/stag_study/results/signal_auroc.md'), signal.signal_markdown),
     ]
     return [(osp.join(RESULTS, j), osp.join(RESULTS, m), render) for j, m, render in pairs]
 

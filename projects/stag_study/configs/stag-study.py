@@ -49,7 +49,7 @@ cfg_options = {
     'log_level': 'WARNING',
 }
 
-# Phase 2 (README.md of this project, "Phase 2 of the study"), fixed before any of its runs:
+# The second study (README.md of this project, "The second study"), fixed before any of its runs:
 # the weighting reading's options and the loss readings at smaller lambda, every option
 # written out; the first study's cells plus two regimes; the rule's constants.
 _feature = dict(space='feature', gradient='entropy')

@@ -34,7 +34,7 @@ __all__ = ['PHASES', 'PHASES2', 'StudyRun', 'benchmark_checks', 'paired_change',
            'split_domains', 'study_table']
 
 PHASES = ('benchmark', 'readings', 'held_out')
-#: The second study's phases (this project's README, "Phase 2 of the study").
+#: The second study's phases (this project's README, "The second study").
 PHASES2 = ('readings2', 'held_out2')
 
 
@@ -124,9 +124,9 @@ def plan_phase(study: Config, suite: Config, phase: str, candidate: str | None =
 
 
 def _phase2_cells(study: Config, split: str) -> list[tuple[str, str, str, dict | None]]:
-    """``(family, setting, method, regime)`` of every cell of phase 2 on ``split``: the first
-    study's cells (the benchmark's hyperparameters; ``regime`` None), then each regime's, whose
-    setting is named ``<setting>+<regime>``."""
+    """``(family, setting, method, regime)`` of every cell of the second study on ``split``:
+    the first study's cells (the benchmark's hyperparameters; ``regime`` None), then each
+    regime's, whose setting is named ``<setting>+<regime>``."""
     cells = [(family, setting, method, None)
              for family in study.splits[split].families
              for setting in study.settings for method in study.base_methods]
@@ -139,7 +139,7 @@ def _phase2_cells(study: Config, split: str) -> list[tuple[str, str, str, dict |
 
 def plan_phase2(study: Config, suite: Config, phase: str, candidate: str,
                 chosen: str | None = None) -> list[StudyRun]:
-    """The runs of phase 2's ``phase`` (:data:`PHASES2`): on dev (``readings2``) every
+    """The runs of the second study's ``phase`` (:data:`PHASES2`): on dev (``readings2``) every
     candidate of ``study.phase2.candidates`` beside its base in every cell and seed; on
     held-out (``held_out2``) the ``chosen`` one. ``candidate`` is the benchmark's
     hyperparameters the first study chose (the cells without a regime)."""
@@ -166,7 +166,7 @@ def plan_phase2(study: Config, suite: Config, phase: str, candidate: str,
 
 
 def rule2(study: Config, errors: dict[str, float], split: str = 'dev') -> dict:
-    """Phase 2's rule (this project's README, "Phase 2 of the study") over the runs of
+    """The second study's rule (this project's README, "The second study") over the runs of
     ``split``.
 
     A cell is **harmed** when the candidate's change (mean over seeds of its error minus its

@@ -5,15 +5,15 @@ from the repository's root, STUDY being projects/stag_study/configs/stag-study.p
     python projects/stag_study/tools/run_stag_study.py STUDY readings
     python projects/stag_study/tools/run_stag_study.py STUDY held_out
     python projects/stag_study/tools/run_stag_study.py STUDY table
-    python projects/stag_study/tools/run_stag_study.py STUDY readings2   # phase 2, dev
-    python projects/stag_study/tools/run_stag_study.py STUDY held_out2   # phase 2, once
+    python projects/stag_study/tools/run_stag_study.py STUDY readings2   # the second study, dev
+    python projects/stag_study/tools/run_stag_study.py STUDY held_out2   # the second study, once
 
 Each phase reads what the one before chose from ``<out>/<phase>.json``, runs (or reads back)
 its runs under ``<out>/<phase>/`` and writes its summary: ``benchmark.json`` (the checks of
 each candidate and the chosen one), ``readings.json`` (the rule on every dev cell and the
 default), ``held_out.json`` (the default's changes, reported as they come out); ``table``
-writes ``table.md``, the "Where STAG helps" table of the dev and held-out runs. Phase 2
-(the README's "Phase 2 of the study") writes ``readings2.json`` (its rule on every dev cell and
+writes ``table.md``, the "Where STAG helps" table of the dev and held-out runs. The second study
+(the README's section of that name) writes ``readings2.json`` (its rule on every dev cell and
 the candidate chosen) and ``held_out2.json`` (that candidate on held-out, as it comes out).
 Paths are relative to the repository root.
 """
