@@ -16,7 +16,7 @@ SEEDS ?= 0
 # make demo-cls runs this many runs at once, each a process with cores/JOBS torch threads
 JOBS ?= 2
 
-.PHONY: install test test-fast test-zoo zoo docs lint demo demo-data demo-data-calibrated calibrate demo-cls demo-cls-data demo-table results-demo soak faults benchmark \
+.PHONY: install test test-fast test-zoo test-faults zoo docs lint demo demo-data demo-data-calibrated calibrate demo-cls demo-cls-data demo-table results-demo soak faults benchmark \
 	benchmark-scaling mmcv-full clean-demo wheel check-wheel resolver-check test-onedl
 
 install: $(STAMP)
@@ -52,6 +52,11 @@ docs: install $(DOCS_STAMP)
 # refused with a reason, or not buildable here; no crash (about 15 minutes; CI runs it)
 test-zoo: install
 	$(PY) -m pytest -q -m zoo tests/test_model_zoo.py
+
+# The fault scenarios of long two-process runs: a killed rank, preemption, torn states, a full
+# disk, a NaN storm, 20 rounds of load (about 3.5 minutes; CI runs it)
+test-faults: install
+	$(PY) -m pytest -q -m faults tests/test_faults.py
 
 # Regenerate results/model_zoo/supported_models.json and docs/en/supported_models.md
 zoo: install

@@ -18,6 +18,8 @@ from stag_seg.evaluation import results_files
 
 # several seconds each (two processes, whole streams): make test-fast leaves them out
 slow = pytest.mark.slow
+# the two-process scenarios (about 3.5 minutes): `make test-faults` and CI, not `make test`
+scenario = pytest.mark.faults
 
 #: How long a job may take to end after one of its ranks is killed: torchrun notices a dead
 #: process within its monitor interval (0.1 s), then sends SIGTERM to the others and gives them
@@ -50,6 +52,7 @@ def check(tmp_path_factory):
 
 
 @slow
+@scenario
 def test_a_killed_rank_ends_the_job_naming_it_and_resumes_identically(check):
     row = check.killed_rank(rank=1)
     assert row['exit'] not in (0, None), row  # None: it did not end by itself
@@ -70,6 +73,7 @@ def test_a_killed_rank_ends_the_job_naming_it_and_resumes_identically(check):
 
 
 @slow
+@scenario
 @pytest.mark.parametrize('sig, to, workers', [
     ('SIGTERM', 'all', 2),  # slurm: every process of the job, the loader's workers too
     ('SIGINT', 'group', None),  # Ctrl-C: the launcher, which forwards it to its processes
@@ -89,6 +93,7 @@ def test_preemption_saves_at_the_next_step_exits_75_and_resumes_identically(chec
 
 
 @slow
+@scenario
 def test_a_torn_or_corrupted_newest_state_is_refused_and_the_previous_one_resumes(check):
     row = check.torn_state()
     assert row['exit'] == 75, row
@@ -187,6 +192,7 @@ def test_a_full_disk_while_writing_results_leaves_no_file_that_claims_completene
 
 
 @slow
+@scenario
 @pytest.mark.parametrize('where', ['state', 'results'])
 def test_a_full_disk_in_a_run_stops_it_clearly_and_a_resume_completes_it(check, where):
     row = check.full_disk(where)
@@ -204,6 +210,7 @@ def test_a_full_disk_in_a_run_stops_it_clearly_and_a_resume_completes_it(check, 
 
 
 @slow
+@scenario
 def test_a_nan_storm_in_one_rank_is_skipped_by_every_rank_together(check):
     row = check.nan_storm(rank=1, steps=3)
     assert row['exit'] == 0, row
@@ -216,6 +223,7 @@ def test_a_nan_storm_in_one_rank_is_skipped_by_every_rank_together(check):
 
 
 @slow
+@scenario
 def test_twenty_rounds_keep_memory_files_and_states_flat(check):
     row = check.load(rounds=20, interval=1)
     assert row['exit'] == 0 and row['left_behind'] == 0, row
