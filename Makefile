@@ -113,7 +113,8 @@ demo-cls-data: install
 # label shift, batch size 1, mixed corruptions), over SEEDS (default 0; the README's tables:
 # SEEDS='0 1 2'); prints the table of errors
 # (the suite configs/suites/digits-c.py). CLS_ARGS='--with logit' adds Tent + STAG in the
-# logit reading (the README's table has it); CLS_ARGS='--family bn' another source model.
+# logit reading (the README's table has it); CLS_ARGS='--with continual' adds RDumb, RoTTA, RMT
+# and ROID; CLS_ARGS='--family bn' another source model.
 CLS_ARGS ?=
 demo-cls: demo-cls-data
 	$(PY) tools/run_suite.py configs/suites/digits-c.py --seeds $(SEEDS) --jobs $(JOBS) \

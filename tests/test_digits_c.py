@@ -451,10 +451,11 @@ def test_each_family_runs_with_its_committed_checkpoint(family, norm_type, digit
 def test_the_suite_plans_each_run_once_in_the_tables_order():
     suite = load_suite(SUITE)
     labels = [r['label'] for r in select_rows(suite, family='gn')]
+    assert labels == ['Source', 'Tent', 'EATA (with Fisher)', 'SAR', 'DeYO']
+    # BatchNorm adds Norm after Source; --with logit the logit reading after Tent, --with
+    # continual the continual baselines at the end
     baselines = ['RDumb', 'RoTTA', 'RMT (source replay)', 'ROID']
-    assert labels == ['Source', 'Tent', 'EATA (with Fisher)', 'SAR', 'DeYO'] + baselines
-    # BatchNorm adds Norm after Source; --with logit the logit reading after Tent
-    rows = select_rows(suite, family='bn', extra=['logit'])
+    rows = select_rows(suite, family='bn', extra=['logit', 'continual'])
     assert [r['label'] for r in rows] == ['Source', 'Norm', 'Tent', 'Tent, STAG logit λ=4',
                                           'EATA (with Fisher)', 'SAR', 'DeYO'] + baselines
     runs = plan_runs(suite, rows[:4], 'out', ['mixed', 'batch1'], 'bn', [1, 0])
