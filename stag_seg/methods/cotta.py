@@ -65,7 +65,7 @@ from torch import Tensor, nn
 
 from ..registry import TTA_METHODS
 from ..structures import StepContext, TapOutput
-from .augment import random_view
+from .augment import pixel_statistics, random_view
 from .base import BaseTTAMethod, MethodLoss, at_positions, valid_mean
 from .params import collect_weights_and_biases, use_batch_statistics
 from .teachers import ema_update, frozen_copy, label_cross_entropy, logits_at
@@ -182,7 +182,7 @@ class CoTTA(BaseTTAMethod):
     def setup(self, model: nn.Module) -> None:
         self.teacher = frozen_copy(model, self, self.batch_stats)
         self.anchor = frozen_copy(model, self, self.batch_stats)
-        self._pixels = _pixel_statistics(model)
+        self._pixels = pixel_statistics(model)
         # what the restore touches: the tensors named weight or bias that are adapted
         adapted = {id(p) for p in self._adapted}
         named = set(collect_weights_and_biases(model)[1])
@@ -327,17 +327,6 @@ class CoTTA(BaseTTAMethod):
             mask = torch.rand(param.shape, generator=self.generator) < self.restore_prob
             mask = mask.to(param.device)
             param.copy_(torch.where(mask, source[name].to(param.device), param))
-
-
-def _pixel_statistics(model: nn.Module) -> tuple[Tensor, Tensor]:
-    """(1, C, 1, 1) ``mean`` and ``std`` that the model's data preprocessor normalises
-    [0, 255] pixels with (0 and 1 when it does not normalise)."""
-    preprocessor = getattr(model, 'data_preprocessor', None)
-    mean, std = getattr(preprocessor, 'mean', None), getattr(preprocessor, 'std', None)
-    if mean is None or std is None:
-        return torch.zeros(1, 1, 1, 1), torch.ones(1, 1, 1, 1)
-    return (mean.detach().float().cpu().view(1, -1, 1, 1),
-            std.detach().float().cpu().view(1, -1, 1, 1))
 
 
 def _soft_cross_entropy(logits: Tensor, target: Tensor, symmetric: bool) -> Tensor:
