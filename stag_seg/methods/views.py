@@ -248,7 +248,7 @@ class ScaleFlipViews:
                 x = preprocessor(dict(inputs=[raw.to(device)], data_samples=None),
                                  False)['inputs']
                 inputs.append(x if transform is None else transform(view, x))
-            for view, logits in zip(group, self._infer(model, inputs)):
+            for view, logits in zip(group, self._infer(model, inputs, ctx.logits_fn)):
                 probs = F.interpolate(logits, size=size, mode='bilinear',
                                       align_corners=bool(getattr(model, 'align_corners',
                                                                  False))).softmax(1)
@@ -260,10 +260,11 @@ class ScaleFlipViews:
                     total, count = total + probs, count + 1
         return ViewProbs(total / count if average else None, kept)
 
-    def _infer(self, model: nn.Module, inputs: list[Tensor]) -> list[Tensor]:
+    def _infer(self, model: nn.Module, inputs: list[Tensor], logits_fn) -> list[Tensor]:
         """MMSeg's ``inference`` (slide or whole) of each (1, 3, h, w) input of one size, with
-        the windows of all of them batched ``views_per_forward`` at a time; logits at the
-        input's size, each window added in MMSeg's order and divided by the count."""
+        the windows of all of them batched ``views_per_forward`` at a time; logits (the decode
+        head's, from the step's ``logits_fn``) at the input's size, each window added in
+        MMSeg's order and divided by the count."""
         height, width = inputs[0].shape[2:]
         boxes = slide_boxes(height, width, getattr(model, 'test_cfg', None))
         align = bool(getattr(model, 'align_corners', False))
@@ -276,7 +277,7 @@ class ScaleFlipViews:
         for start in range(0, len(jobs), self.views_per_forward):
             part = jobs[start:start + self.views_per_forward]
             batch = torch.cat([inputs[k][:, :, y1:y2, x1:x2] for k, (y1, y2, x1, x2) in part])
-            logits = F.interpolate(_segmentor_logits(model, batch), size=batch.shape[2:],
+            logits = F.interpolate(logits_fn(model, batch), size=batch.shape[2:],
                                    mode='bilinear', align_corners=align)
             for (k, (y1, y2, x1, x2)), out in zip(part, logits.split(1)):
                 if len(boxes) == 1:
@@ -286,18 +287,6 @@ class ScaleFlipViews:
                     preds[k] = out.new_zeros((1, out.size(1), height, width))
                 preds[k][:, :, y1:y2, x1:x2] += out  # in window order, as MMSeg adds them
         return preds if len(boxes) == 1 else [p / count for p in preds]
-
-def _segmentor_logits(model: nn.Module, inputs: Tensor) -> Tensor:
-    """The decode head's logits (as MMSeg's ``encode_decode`` computes them before resizing);
-    for a cascade those of its last stage."""
-    feats = model.extract_feat(inputs)
-    heads = model.decode_head
-    if not isinstance(heads, nn.ModuleList):
-        return heads.forward(feats)
-    out = heads[0].forward(feats)
-    for head in heads[1:]:
-        out = head.forward(feats, out)
-    return out
 
 
 def _by_scale(views: Sequence[View]) -> list[tuple[float, list[View]]]:
