@@ -75,6 +75,14 @@ phase2 = dict(
                   optimizer=dict(type='Adam', lr=1e-3, betas=(0.9, 0.999))),
         collapse=dict(setting='continual', methods=['tent'], batch_size=16, rounds=5,
                       optimizer=dict(type='Adam', lr=1e-3, betas=(0.9, 0.999)))),
+    # held-out segmentation (the README's "Held-out"): each stream is a suite config whose
+    # cfg_options make it (3 rounds; the calibrated one's data root); one run per method
+    # without and with the chosen candidate, each with its config's own seed
+    segmentation=dict(
+        config_path='configs/demo/segformer-mit-b0_{}.py',
+        methods=['tent', 'sar'],
+        streams=dict(demo='configs/suites/demo.py',
+                     calibrated='configs/suites/demo-calibrated.py')),
     harm_margin=0.5,  # error points, beyond noise_se standard errors
     rank_regimes=['collapse'],
     benchmark='A')  # the base hyperparameters the first study chose (results/benchmark.json)

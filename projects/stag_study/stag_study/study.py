@@ -30,8 +30,9 @@ from stag_seg.engine.configuration import build_config
 from stag_seg.suites import OPTIONAL_PARTS, run_config
 
 __all__ = ['PHASES', 'PHASES2', 'StudyRun', 'benchmark_checks', 'paired_change', 'plan_phase',
-           'plan_phase2', 'reading_rule', 'rule2', 'rule2_table', 'rule_table', 'run_phase',
-           'split_domains', 'study_table']
+           'plan_phase2', 'plan_segmentation2', 'reading_rule', 'rule2', 'rule2_table',
+           'rule_table', 'run_phase', 'run_segmentation', 'segmentation_summary',
+           'segmentation_table', 'split_domains', 'study_table']
 
 PHASES = ('benchmark', 'readings', 'held_out')
 #: The second study's phases (this project's README, "The second study").
@@ -45,7 +46,7 @@ class StudyRun:
     config: str
     overlays: tuple[str, ...]
     options: dict = field(hash=False)
-    seed: int = 0
+    seed: int | None = 0  # None: the config's own randomness.seed
 
 
 def split_domains(setting: str, corruptions: Sequence[str]) -> list:
@@ -163,6 +164,91 @@ def plan_phase2(study: Config, suite: Config, phase: str, candidate: str,
                 runs.append(_run(study, suite, f'{base}/{label}/seed{seed}', method, family,
                                  plain, seed, split, candidate, dict(stag), regime))
     return runs
+
+
+def plan_segmentation2(study: Config, chosen: str) -> list[StudyRun]:
+    """The second study's segmentation runs on held-out: on each stream of
+    ``study.phase2.segmentation`` (a suite config, whose ``cfg_options`` make the stream), each
+    method without (``base``) and with the ``chosen`` candidate, one run each with the
+    config's own seed. Keys: ``seg/<stream>/<method>/<base|chosen>``."""
+    seg = study.phase2.segmentation
+    stags = dict(study.phase2.candidates)
+    if chosen not in stags:
+        raise ValueError(f'the segmentation runs need the candidate readings2 chose, one of '
+                         f'{list(stags)}; got {chosen!r}')
+    runs = []
+    for stream, suite_path in seg.streams.items():
+        stream_options = dict(Config.fromfile(suite_path).get('cfg_options') or {})
+        for method in seg.methods:
+            for label, stag in (('base', None), (chosen, stags[chosen])):
+                options = dict(stream_options)
+                if stag is not None:
+                    options['model.tta_method.regularizers'] = [dict(type='STAG', **stag)]
+                runs.append(StudyRun(f'seg/{stream}/{method}/{label}',
+                                     seg.config_path.format(method), (), options, None))
+    return runs
+
+
+def run_segmentation(runs: Sequence[StudyRun], out: str,
+                     runner: Callable[[Config], dict] = run_config,
+                     log: Callable[[str], None] = print) -> dict[str, dict]:
+    """Run (or read back) every segmentation run; its results document by key (as
+    :func:`run_phase` does, with the document kept: the mIoU per (round, domain))."""
+    docs = {}
+    for i, run in enumerate(runs):
+        work_dir = osp.join(out, run.key)
+        path = osp.join(work_dir, 'tta_results.json')
+        if osp.isfile(path):
+            with open(path) as f:
+                docs[run.key] = json.load(f)
+        else:
+            cfg = build_config(run.config, run.overlays, run.options, seed=run.seed)
+            cfg.work_dir = work_dir
+            cfg.experiment_name = run.key.replace('/', '_')
+            docs[run.key] = runner(cfg)
+        log(f'[{i + 1}/{len(runs)}] {run.key}: mIoU {docs[run.key]["mean"]:.2f}')
+    return docs
+
+
+def segmentation_summary(docs: dict[str, dict], chosen: str) -> dict:
+    """Per stream and method: the base's and the candidate's mIoU per round and overall, the
+    change (one run each), images/s and the torch threads each ran with (CPU floats differ in
+    the last digits with the thread count, which the candidate's runs can amplify)."""
+    result: dict = {}
+    for key, doc in docs.items():
+        _, stream, method, label = key.split('/')
+        rounds: dict[int, list[float]] = {}
+        for rec in doc['records']:
+            rounds.setdefault(int(rec['round']), []).append(float(rec[doc['metric']]))
+        entry = dict(mean=float(doc['mean']),
+                     per_round=[statistics.fmean(v) for _, v in sorted(rounds.items())],
+                     images_per_s=float(doc['images_per_s']),
+                     threads=doc.get('environment', {}).get('torch_threads'))
+        cell = result.setdefault(stream, {}).setdefault(method, {})
+        cell['base' if label == 'base' else 'candidate'] = entry
+    for methods in result.values():
+        for cell in methods.values():
+            if 'base' in cell and 'candidate' in cell:
+                cell['change'] = cell['candidate']['mean'] - cell['base']['mean']
+    return dict(candidate=chosen, streams=result)
+
+
+def segmentation_table(summary: dict) -> str:
+    """The segmentation part of held_out2 as markdown: mIoU (%) per round, the change."""
+    first = next(iter(next(iter(summary['streams'].values())).values()))
+    rounds = ' | '.join(f'r{r + 1}' for r in range(len(first['base']['per_round'])))
+    head = (f'| stream | method | {rounds} | mean | + candidate: {rounds} | mean | change |\n'
+            '|---|---|' + '---:|' * (2 * len(first['base']['per_round']) + 3))
+    lines = [head]
+    for stream, methods in summary['streams'].items():
+        for method, cell in methods.items():
+            base, new = cell['base'], cell['candidate']
+            lines.append(
+                f'| {stream} | {method} | ' + ' | '.join(f'{v:.2f}' for v in base['per_round'])
+                + f' | {base["mean"]:.2f} | '
+                + ' | '.join(f'{v:.2f}' for v in new['per_round'])
+                + f' | {new["mean"]:.2f} | {cell["change"]:+.2f} |')
+    return '\n'.join(lines)
 
 
 def rule2(study: Config, errors: dict[str, float], split: str = 'dev') -> dict:

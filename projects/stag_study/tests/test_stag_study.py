@@ -16,8 +16,9 @@ sys.path.insert(0, PROJECT)
 
 from stag_seg.datasets import CORRUPTIONS  # noqa: E402
 from stag_study.study import (benchmark_checks, paired_change, plan_phase,  # noqa: E402
-                              plan_phase2, reading_rule, rule2, rule2_table, rule_table,
-                              run_phase, split_domains, study_table)
+                              plan_phase2, plan_segmentation2, reading_rule, rule2, rule2_table,
+                              rule_table, run_phase, run_segmentation, segmentation_summary,
+                              segmentation_table, split_domains, study_table)
 
 
 
@@ -238,3 +239,40 @@ def test_the_table_reads_every_runs_error_and_speed(study, tmp_path):
     assert table[2] == ('| dev | gn | continual | tent | 22.00 ± 1.15 | 21.00 ± 1.53 | '
                         '-1.00 ± 0.58 | 100 | 90 |')
     assert table[-1].startswith('| held_out | vit | mixed | sar |')
+
+
+def test_held_out_segmentation_runs_each_method_with_and_without_the_chosen_candidate(
+        study, tmp_path):
+    runs = plan_segmentation2(study, 'reweight-smooth')
+    assert [r.key for r in runs] == [
+        f'seg/{stream}/{method}/{label}' for stream in ('demo', 'calibrated')
+        for method in ('tent', 'sar') for label in ('base', 'reweight-smooth')]
+    by_key = {r.key: r for r in runs}
+    tent = by_key['seg/calibrated/tent/reweight-smooth']
+    assert tent.config == 'configs/demo/segformer-mit-b0_tent.py' and tent.seed is None
+    assert tent.options['test_cfg.rounds'] == 3
+    assert tent.options['test_dataloader.dataset.data_root'] == 'data/synthetic_acdc_calibrated'
+    assert tent.options['model.tta_method.regularizers'] == [
+        dict(type='STAG', **study.phase2.candidates['reweight-smooth'])]
+    assert 'model.tta_method.regularizers' not in by_key['seg/demo/sar/base'].options
+    assert 'test_dataloader.dataset.data_root' not in by_key['seg/demo/sar/base'].options
+    with pytest.raises(ValueError, match='readings2 chose'):
+        plan_segmentation2(study, 'feature-0.5')
+
+    def doc(miou):  # two rounds of two domains
+        return dict(metric='mIoU', mean=sum(miou) / 4, images_per_s=2.0,
+                    environment=dict(torch_threads=2),
+                    records=[dict(round=r, domain=d, mIoU=v)
+                             for (r, d), v in zip([(1, 'fog'), (1, 'night'), (2, 'fog'),
+                                                   (2, 'night')], miou)])
+
+    values = {'base': [40.0, 42.0, 30.0, 32.0], 'reweight-smooth': [41.0, 43.0, 33.0, 35.0]}
+    docs = run_segmentation(runs[:2], str(tmp_path),
+                            lambda cfg: doc(values[cfg.work_dir.split('/')[-1]]),
+                            log=lambda _: None)
+    summary = segmentation_summary(docs, 'reweight-smooth')
+    cell = summary['streams']['demo']['tent']
+    assert cell['base']['per_round'] == [41.0, 31.0] and cell['base']['mean'] == 36.0
+    assert cell['candidate']['per_round'] == [42.0, 34.0] and cell['change'] == 2.0
+    assert segmentation_table(summary).splitlines()[2] == (
+        '| demo | tent | 41.00 | 31.00 | 36.00 | 42.00 | 34.00 | 38.00 | +2.00 |')

@@ -74,9 +74,10 @@ def main() -> None:
     from mmengine.config import Config
 
     import stag_seg  # noqa: F401  (registers the toolkit before the configs are built)
-    from stag_study.study import (benchmark_checks, plan_phase, plan_phase2, reading_rule,
-                                  rule2, rule2_table, rule_table, run_phase, study_table,
-                                  write_summary)
+    from stag_study.study import (benchmark_checks, plan_phase, plan_phase2,
+                                  plan_segmentation2, reading_rule, rule2, rule2_table,
+                                  rule_table, run_phase, run_segmentation, segmentation_summary,
+                                  segmentation_table, study_table, write_summary)
 
     study = Config.fromfile(args.study)
     suite = Config.fromfile(study.suite)
@@ -90,16 +91,27 @@ def main() -> None:
     if args.phase in ('readings2', 'held_out2'):
         chosen = _read(out, 'readings2')['default'] if args.phase == 'held_out2' else None
         runs = plan_phase2(study, suite, args.phase, study.phase2.benchmark, chosen)
-        print(f'{args.phase}: {len(runs)} runs', flush=True)
+        seg_runs = plan_segmentation2(study, chosen) if args.phase == 'held_out2' else []
+        print(f'{args.phase}: {len(runs)} runs' + (f' and {len(seg_runs)} segmentation runs'
+                                                   if seg_runs else ''), flush=True)
         shard, shards = _shard(args.shard)
         run_phase(runs[shard::shards], osp.join(out, args.phase))
-        if _missing(runs, out, args.phase):
+        run_segmentation(seg_runs[shard::shards], osp.join(out, args.phase))
+        if _missing(runs + seg_runs, out, args.phase):
             return
         errors = run_phase(runs, osp.join(out, args.phase), log=lambda _: None)
         split = 'dev' if args.phase == 'readings2' else 'held_out'
         summary = rule2(study, errors, split)
-        how = 'qualifies' if summary['qualified'] else 'none qualifies: the smallest worst case'
-        print(f'\n{rule2_table(summary)}\n\nchosen: {summary["default"]} ({how})')
+        summary['errors'] = errors
+        if args.phase == 'readings2':
+            how = ('qualifies' if summary['qualified']
+                   else 'none qualifies: the smallest worst case')
+            print(f'\n{rule2_table(summary)}\n\nchosen: {summary["default"]} ({how})')
+        else:
+            print(f'\n{rule2_table(summary)}')
+            docs = run_segmentation(seg_runs, osp.join(out, args.phase), log=lambda _: None)
+            summary['segmentation'] = segmentation_summary(docs, chosen)
+            print(f'\n{segmentation_table(summary["segmentation"])}')
         print('written: ' + write_summary(out, args.phase, summary))
         return
     candidate = default = None
