@@ -14,7 +14,8 @@ each candidate and the chosen one), ``readings.json`` (the rule on every dev cel
 default), ``held_out.json`` (the default's changes, reported as they come out); ``table``
 writes ``table.md``, the "Where STAG helps" table of the dev and held-out runs. The second study
 (the README's section of that name) writes ``readings2.json`` (its rule on every dev cell and
-the candidate chosen) and ``held_out2.json`` (that candidate on held-out, as it comes out).
+the candidate chosen) and ``held_out2.json`` (that candidate on held-out, as it comes out), each
+with its table as ``.md`` beside it.
 Paths are relative to the repository root.
 """
 import argparse
@@ -103,16 +104,20 @@ def main() -> None:
         split = 'dev' if args.phase == 'readings2' else 'held_out'
         summary = rule2(study, errors, split)
         summary['errors'] = errors
+        table = rule2_table(summary)
         if args.phase == 'readings2':
             how = ('qualifies' if summary['qualified']
                    else 'none qualifies: the smallest worst case')
-            print(f'\n{rule2_table(summary)}\n\nchosen: {summary["default"]} ({how})')
+            table += f'\n\nchosen: `{summary["default"]}` ({how})\n'
         else:
-            print(f'\n{rule2_table(summary)}')
             docs = run_segmentation(seg_runs, osp.join(out, args.phase), log=lambda _: None)
             summary['segmentation'] = segmentation_summary(docs, chosen)
-            print(f'\n{segmentation_table(summary["segmentation"])}')
-        print('written: ' + write_summary(out, args.phase, summary))
+            table += f'\n\n{segmentation_table(summary["segmentation"])}\n'
+        print(f'\n{table}')
+        with open(osp.join(out, f'{args.phase}.md'), 'w') as f:
+            f.write(table)
+        print('written: ' + write_summary(out, args.phase, summary) + ', '
+              + osp.join(out, f'{args.phase}.md'))
         return
     candidate = default = None
     if args.phase != 'benchmark':
