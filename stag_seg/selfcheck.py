@@ -10,7 +10,7 @@ What it checks, from any directory and with nothing but the installed packages:
 3. one adapted run of MMSeg's *stock* SegFormer-B0 Cityscapes config, with only what a user adds
    (``custom_imports``, a ``STAGHook`` with Tent, the data path, a smaller input) on a few
    generated images in a temporary Cityscapes tree: the stock ``TestLoop`` runs, the decode
-   head's norm layers move, and STAG's loss is part of the last step's statistics.
+   head's norm layers move, and STAG's statistics are part of the last step's.
 
 Prints one line per check and exits with 1 when one fails.
 """
@@ -92,7 +92,7 @@ def adapted_stock_run(work_dir: str) -> dict:
     with open(config, 'w') as f:
         f.write(f"_base_ = [{STOCK_CONFIG!r}]\n"
                 "custom_imports = dict(imports=['stag_seg'], allow_failed_imports=False)\n"
-                "custom_hooks = [dict(type='STAGHook', method=dict(type='Tent'), weight=1.0,\n"
+                "custom_hooks = [dict(type='STAGHook', method=dict(type='Tent'),\n"
                 "                     optim_wrapper=dict(optimizer=dict(type='Adam', "
                 "lr=1e-3)))]\n"
                 f"test_dataloader = dict(num_workers=0, persistent_workers=False,\n"

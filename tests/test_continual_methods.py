@@ -742,3 +742,42 @@ def test_reference_views_are_torchvisions_chain_in_float64(roid):
         if not roid:
             y = y + p.noise.to(y)
         torch.testing.assert_close(apply_view(x, p), y.clamp(0, 1), rtol=0, atol=1e-12)
+
+
+# ---------------------------------------------------------- STAG's weighting on each method
+_ONES = dict(type='STAG', mode='reweight', reweight='threshold', threshold=-2.0)  # keeps all
+_ZEROS = dict(type='STAG', mode='reweight', reweight='threshold', threshold=2.0)  # drops all
+_REWEIGHTED = {
+    'RoTTA': dict(type='RoTTA', memory_size=6, update_frequency=6, seed=3),
+    'RMT': dict(type='RMT', seed=5, projection_dim=16, lambda_ce_src=0.0, warmup_samples=0),
+    'ROID': dict(type='ROID', seed=7, batch_size=6),
+}
+
+
+@pytest.mark.parametrize('name', list(_REWEIGHTED))
+def test_stags_weighting_reaches_each_continual_methods_per_sample_terms(name):
+    """A multiplier of ones leaves every step exactly as it was; a multiplier of zeros removes
+    exactly the per-sample terms (RoTTA's and ROID's whole loss; RMT's self-training, leaving
+    its contrastive term)."""
+    def run(regularizers):
+        method = dict(_REWEIGHTED[name], regularizers=regularizers,
+                      optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.02, momentum=0.9)))
+        if name == 'RMT':
+            method['source_data'] = dict(dataloader=_source_loader())
+        tta, _ = _models('bn_resnet', method)
+        scores, stats = _run_toolkit(tta, [_batch(seed, 6) for seed in range(3)])
+        return tta, scores, stats
+
+    plain, plain_scores, _ = run([])
+    ones, ones_scores, ones_stats = run([_ONES])
+    for a, b in zip(plain_scores, ones_scores):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    for (key, a), b in zip(plain.state_dict().items(), ones.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=key)
+    assert all(s['stag_multiplier'] == 1.0 for s in ones_stats if 'stag_multiplier' in s)
+    _, _, zero_stats = run([_ZEROS])
+    stepped = [s for s in zero_stats if 'stag_multiplier' in s]
+    assert stepped and all(s['stag_multiplier'] == 0.0 for s in stepped)
+    for s in stepped:
+        expected = s['rmt_contrastive'] if name == 'RMT' else 0.0
+        assert s['loss'] == pytest.approx(expected, abs=1e-12)

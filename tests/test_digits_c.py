@@ -300,11 +300,12 @@ def test_the_learning_rate_at_batch_size_1_follows_each_methods_rule(family, at_
 def test_options_of_the_first_regularizer_reach_the_stag_runs_alone(at_root):
     # the former default reading, for every STAG run of a table; the plain runs have no
     # regularizer to change and are left as they are
-    options = {'model.tta_method.regularizers.0.weighting': 'none',
+    options = {'model.tta_method.regularizers.0.mode': 'loss',
+               'model.tta_method.regularizers.0.weighting': 'none',
                'model.tta_method.regularizers.0.weight': 1.0}
     for name in ('tent_stag', 'sar_stag', 'eata_stag_fisher'):
         stag, = _suite_config(name, 'continual', options=options).model.tta_method.regularizers
-        assert stag == dict(type='STAG', weighting='none', weight=1.0), name
+        assert stag == dict(type='STAG', mode='loss', weighting='none', weight=1.0), name
     assert _suite_config('tent', 'continual', options=options).model.tta_method.regularizers == []
     assert 'regularizers' not in _suite_config('source', 'continual',
                                                options=options).model.tta_method

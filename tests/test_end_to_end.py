@@ -59,7 +59,7 @@ def test_test_tta_writes_results_matching_the_schema(tiny_run, tmp_path):
         (r, d) for r in (1, 2) for d in ('fog', 'night', 'rain', 'snow')]
     assert all(r['num_samples'] == 3 for r in doc['records'])
     # the method's and STAG's statistics, averaged per (round, domain)
-    assert all(0 <= r['adapt/stag_used'] <= 1 and -1 <= r['adapt/stag_cos'] <= 1
+    assert all(0 <= r['adapt/stag_multiplier'] <= 1 and -1 <= r['adapt/stag_cos'] <= 1
                and r['adapt/loss'] > 0 for r in doc['records'])
     assert doc['checkpoint'] == ckpt and doc['config'] == config and doc['seed'] == 0
     assert {'torch', 'mmseg', 'mmengine', 'stag_seg'} <= set(doc['versions'])
@@ -195,7 +195,8 @@ def test_show_dir_scalars_environment_and_tensorboard_of_a_tiny_run(tiny_run, ti
         lines = [json.loads(line) for line in f]
     running = [s for s in lines if 'running/mIoU' in s]
     assert len(running) == 2 * 4 * 3  # curve_points=3 on 3-image domains, 8 domains
-    assert all({'adapt/loss', 'adapt/stag_loss', 'adapt/selected'} <= set(s) for s in running)
+    assert all({'adapt/loss', 'adapt/stag_multiplier', 'adapt/selected'} <= set(s)
+               for s in running)
     assert [s['step'] for s in running] == list(range(1, 25))
     per_domain = [s for s in lines if 'mIoU/domain' in s]
     doc = load_results(str(work_dir / 'tta_results.json'))

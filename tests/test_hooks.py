@@ -89,10 +89,11 @@ def test_the_hook_adapts_a_stock_segmentor_like_tta_encoder_decoder(tiny_tree, t
                                                                      seg_checkpoint):
     cfg = _seg_cfg(tiny_tree, tmp_path)
     _, plain_metrics, plain = _run(cfg, seg_checkpoint)
-    hook = dict(type='STAGHook', method=TENT, weight=1.0)
+    hook = dict(type='STAGHook', method=TENT, mode='loss', weight=1.0)
     runner, metrics, hooked = _run(cfg, seg_checkpoint, [hook])
     wrapped_cfg = _seg_cfg(tiny_tree, tmp_path, 'TTAEncoderDecoder',
-                           dict(TENT, regularizers=[dict(type='STAG', weight=1.0)]))
+                           dict(TENT, regularizers=[dict(type='STAG', mode='loss',
+                                                         weight=1.0)]))
     _, wrapped_metrics, wrapped = _run(wrapped_cfg, seg_checkpoint)
     _, _, normed = _run(cfg, seg_checkpoint, [dict(type='TTAHook', method=dict(type='Norm'))])
     assert len(plain) == len(hooked) == len(wrapped) == len(normed) == 6
@@ -175,10 +176,11 @@ def test_bad_hook_configs_fail_at_construction(kwargs, error, match):
 def test_stag_hook_is_a_tta_hook_with_stag_first():
     from stag_seg.methods import build_method
     from stag_seg.stag import STAG
-    hook = STAGHook(method=dict(TENT, regularizers=[]), weight=2.0, space='logit',
+    hook = STAGHook(method=dict(TENT, regularizers=[]), mode='loss', weight=2.0, space='logit',
                     final_state='reset')
     assert hook.final_state == 'reset'  # TTAHook's own argument is not taken for STAG's
-    assert hook.method_cfg['regularizers'] == [dict(type='STAG', weight=2.0, space='logit')]
+    assert hook.method_cfg['regularizers'] == [dict(type='STAG', mode='loss', weight=2.0,
+                                                    space='logit')]
     stag = build_method(hook.method_cfg).regularizers[0]
     # the options not given keep STAG's own defaults, written once, in its signature
     assert (stag.weight, stag.space, stag.form, stag.temperature, stag.use_bias,
@@ -186,7 +188,7 @@ def test_stag_hook_is_a_tta_hook_with_stag_first():
     assert STAG.defaults() == dict(weight=0.5, space='feature', gradient='entropy',
                                    weighting='entropy', form='gram', temperature=1.0,
                                    anchor_temperature=None, use_bias=True, anchors='frozen',
-                                   eps=1e-12, mode='loss', reweight='smooth', threshold=0.0,
+                                   eps=1e-12, mode='reweight', reweight='smooth', threshold=0.0,
                                    power=1.0)
 
 

@@ -47,14 +47,18 @@ def test_each_method_updates_the_parameters_it_should(cfg, scope):
 @pytest.mark.parametrize('cfg', [
     dict(type='Tent'), dict(type='EATA', e0=2.0), dict(type='SAR', e0=2.0),
     dict(type='DeYO', margin=2.0, plpd_threshold=-2.0), dict(type='CoTTA')])
-def test_stag_composes_with_every_method(cfg):
+@pytest.mark.parametrize('mode', ['reweight', 'loss'])
+def test_stag_composes_with_every_method(cfg, mode):
     anchors = 'live' if cfg['type'] == 'CoTTA' else 'frozen'
-    model = build_segmentor(dict(cfg, regularizers=[dict(type='STAG', anchors=anchors)]),
-                            optim_lr=0.5)
+    model = build_segmentor(dict(cfg, regularizers=[dict(type='STAG', anchors=anchors,
+                                                         mode=mode)]), optim_lr=0.5)
     before = state_copy(model)
     stats = step_stats(model.test_step(make_batch()))
-    assert math.isfinite(stats['loss']) and math.isfinite(stats['stag_loss'])
-    assert stats['stag_used'] > 0 and stats['skipped'] == 0
+    assert math.isfinite(stats['loss']) and stats['skipped'] == 0
+    if mode == 'loss':
+        assert math.isfinite(stats['stag_loss']) and stats['stag_used'] > 0
+    else:  # the multiplier of the method's terms: (1 + cos) / 2, below 1 somewhere
+        assert 0 < stats['stag_multiplier'] < 1 and 'stag_loss' not in stats
     assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())
     for p in model.parameters():
         assert p.grad is None or torch.isfinite(p.grad).all()
@@ -62,8 +66,11 @@ def test_stag_composes_with_every_method(cfg):
 
 def test_stag_rides_on_both_sam_steps():
     model = build_segmentor(dict(type='SAR', e0=2.0, regularizers=[dict(type='STAG',
+                                                                          mode='loss',
                                                                           weight=5.0)]))
     assert step_stats(model.test_step(make_batch()))['sam2_stag_used'] > 0
+    model = build_segmentor(dict(type='SAR', e0=2.0, regularizers=[dict(type='STAG')]))
+    assert 0 < step_stats(model.test_step(make_batch()))['sam2_stag_multiplier'] < 1
 
 
 # ------------------------------------------------------------------------------------- EATA
@@ -571,7 +578,7 @@ def test_cotta_classification_reading_adapts_a_classifier(stag):
     assert stats['skipped'] == 0 and math.isfinite(stats['loss'])
     assert stats['cotta_confident'] == 0.0
     if stag:
-        assert math.isfinite(stats['stag_loss']) and stats['stag_used'] > 0
+        assert 0 < stats['stag_multiplier'] < 1
     changed = [n for n, p in model.named_parameters() if not torch.equal(p, source[n])]
     assert len(changed) > len(collect_norm_params(model)[1])  # more than the norm layers
     assert all(torch.isfinite(p).all() for p in model.parameters())

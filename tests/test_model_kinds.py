@@ -76,7 +76,7 @@ def test_a_pooling_branch_at_batch_size_1_adapts_on_running_statistics():
         expected = ref.test_step(copy.deepcopy(batch))[0].seg_logits.data
     out = model.test_step(copy.deepcopy(batch))
     torch.testing.assert_close(out[0].seg_logits.data, expected)
-    assert 'stag_loss' in step_stats(out)
+    assert 'stag_multiplier' in step_stats(out)
     assert model.tta_method.single_value_fallbacks() == {'decode_head.image_pool.1.bn': 1}
     torch.testing.assert_close(bn.running_mean, running[0], rtol=0, atol=0)
     torch.testing.assert_close(bn.running_var, running[1], rtol=0, atol=0)
@@ -163,7 +163,7 @@ def test_a_cascade_is_tapped_at_its_last_stage_and_adapts():
     torch.testing.assert_close(adapter.tap.output().logits, final)
     adapter.tap.clear()
     out = model.test_step(copy.deepcopy(batch))
-    assert 'stag_loss' in step_stats(out)
+    assert 'stag_multiplier' in step_stats(out)
     assert not torch.equal(head.bottleneck.bn.weight.detach(), before)
     # predict-then-update: with BN on running statistics the first prediction is the source's
     model_eval = _build(ocr_cfg(dict(type='Tent', batch_stats=False, optim_wrapper=OPTIM)))
@@ -266,7 +266,7 @@ def test_a_backbone_with_frozen_stages_is_adapted_after_the_runner_calls_eval():
     adapter.method.apply_modes()  # what TTAHook.before_test_iter does
     before = model.backbone.layer1[0].bn1.weight.detach().clone()
     out = adapter.test_step(_cls_batch())
-    assert 'stag_loss' in step_stats(out)
+    assert 'stag_multiplier' in step_stats(out)
     assert not torch.equal(model.backbone.layer1[0].bn1.weight.detach(), before)
 
 
@@ -297,7 +297,7 @@ def test_a_backbone_that_classifies_is_tapped_at_its_last_linear():
     adapter.attach()
     assert adapter.tap.layer is model.backbone.classifier[2]
     out = adapter.test_step(_cls_batch())  # the first step checks the scores come from it
-    assert 'stag_loss' in step_stats(out) and adapter.tap.checked
+    assert 'stag_multiplier' in step_stats(out) and adapter.tap.checked
 
 
 class _Double(torch.nn.Module):

@@ -39,7 +39,7 @@ def test_one_segmentor_of_each_kind(tmp_path):
         str(tmp_path)))
     pspnet = records['mmseg', 'pspnet', 1]  # the 1x1 bin of its pyramid pooling
     assert pspnet['outcome'] == 'adapted' and pspnet['bn_running_fallbacks'] >= 1
-    assert 'stag_loss' in pspnet['stag_stats']
+    assert 'stag_multiplier' in pspnet['stag_stats']  # STAG's default weighting
     assert records['mmseg', 'deeplabv3', 1]['outcome'] == 'adapted'  # ASPP's image pooling
     assert records['mmseg', 'ocrnet', 1]['outcome'] == 'adapted'  # a cascade
     point_rend = records['mmseg', 'point_rend', 1]

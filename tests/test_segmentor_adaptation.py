@@ -131,7 +131,8 @@ def test_prediction_is_made_before_the_update_with_one_forward():
 
 def test_regularized_step_runs_one_backward_with_the_summed_gradient(monkeypatch):
     lam = 2.5
-    model = build_segmentor(dict(type='Tent', regularizers=[dict(type='STAG', weight=lam)]),
+    model = build_segmentor(dict(type='Tent', regularizers=[dict(type='STAG', mode='loss',
+                                                                weight=lam)]),
                             optim_lr=0.1)
     ref = build_segmentor()
     batch = make_batch(num=2)
@@ -148,7 +149,8 @@ def test_regularized_step_runs_one_backward_with_the_summed_gradient(monkeypatch
         ref.inference(inputs, [dict(s.metainfo) for s in samples])
     out = tap.output()
     base = entropy(out.logits).mean()
-    stag_loss, _ = STAG(weight=1.0)(out.logits, out.weight, out.bias, out.features)
+    stag_loss, _ = STAG(weight=1.0, mode='loss')(out.logits, out.weight, out.bias,
+                                                 out.features)
     g_base = torch.autograd.grad(base, params, retain_graph=True, allow_unused=True)
     g_stag = torch.autograd.grad(stag_loss, params, allow_unused=True)
     expected = {n: (a if a is not None else 0) + lam * (b if b is not None else 0)
@@ -230,7 +232,7 @@ def test_tent_loss_values_follow_their_definitions():
 def test_padding_is_excluded_from_the_method_loss_and_from_stag():
     preprocessor = dict(type='SegDataPreProcessor', mean=[120.0] * 3, std=[60.0] * 3,
                         test_cfg=dict(size=(64, 64)), pad_val=0, seg_pad_val=255)
-    model = build_segmentor(dict(type='Tent', regularizers=[dict(type='STAG')]),
+    model = build_segmentor(dict(type='Tent', regularizers=[dict(type='STAG', mode='loss')]),
                             data_preprocessor=preprocessor)
     batch = make_batch(num=2, size=(48, 40))  # padded to 64x64: logits 16x16, content 12x10
     seen = {}

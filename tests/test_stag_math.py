@@ -144,7 +144,7 @@ def test_one_hot_logits_are_excluded_without_nan(space, form):
     one_hot = torch.zeros(4, 5, 3, 3)
     one_hot[:, 2] = 1e4  # saturated softmax: dH/dl underflows to exactly zero
     logits = torch.where(torch.arange(4).view(4, 1, 1, 1) < 2, logits, logits * 0 + one_hot)
-    reg = STAG(space=space, form=form)
+    reg = STAG(mode='loss', space=space, form=form)
     loss, stats = reg(logits, weight, None, features)
     loss.backward()
     assert torch.isfinite(loss)
@@ -157,7 +157,7 @@ def test_all_positions_one_hot_gives_zero_loss_and_zero_gradient():
     logits[:, 0] = 1e4
     logits.requires_grad_(True)
     weight = torch.randn(3, 5)
-    loss, stats = STAG()(logits, weight)
+    loss, stats = STAG(mode='loss')(logits, weight)
     loss.backward()
     assert loss.item() == 0.0 and stats['stag_used'] == 0.0
     assert torch.equal(logits.grad, torch.zeros_like(logits))
@@ -179,7 +179,7 @@ def test_frozen_anchors_stay_and_live_anchors_follow_the_classifier():
     torch.manual_seed(9)
     weight = torch.randn(4, 6)
     logits = torch.randn(5, 4)
-    frozen, live = STAG(anchors='frozen'), STAG(anchors='live')
+    frozen, live = STAG(mode='loss', anchors='frozen'), STAG(mode='loss', anchors='live')
     frozen(logits, weight)
     live(logits, weight)
     new_weight = weight + 1.0
@@ -194,7 +194,7 @@ def test_gram_cache_is_refreshed_when_the_classifier_changes_in_place():
     torch.manual_seed(10)
     weight = torch.randn(4, 6)
     logits = torch.randn(5, 4)
-    reg = STAG(anchors='frozen')
+    reg = STAG(mode='loss', anchors='frozen')
     first, _ = reg(logits, weight)
     with torch.no_grad():
         weight[0].mul_(-2.0)  # in place: same storage, new version
@@ -219,12 +219,12 @@ def test_bad_options_name_the_key(kwargs, match):
 
 def test_weight_space_without_features_is_a_clear_error():
     with pytest.raises(ValueError, match="space='weight' needs"):
-        STAG(space='weight')(torch.randn(2, 3), torch.randn(3, 4))
+        STAG(mode='loss', space='weight')(torch.randn(2, 3), torch.randn(3, 4))
 
 
 def test_mismatched_classifier_shape_is_a_clear_error():
     with pytest.raises(ValueError, match='weight must be \\(C, D\\) with C = 3'):
-        STAG()(torch.randn(2, 3), torch.randn(4, 4))
+        STAG(mode='loss')(torch.randn(2, 3), torch.randn(4, 4))
 
 
 def test_gram_form_equals_the_autograd_double_backward_reference_in_value_and_gradient():
@@ -262,7 +262,7 @@ def test_logit_space_cos_matches_autograd_gradients(temperature):
 def test_stag_passes_temperature_and_use_bias_to_its_anchors():
     torch.manual_seed(13)
     weight, bias = torch.randn(4, 6), torch.randn(4)
-    reg = STAG(temperature=0.5, use_bias=False)
+    reg = STAG(mode='loss', temperature=0.5, use_bias=False)
     reg(torch.randn(3, 4), weight, bias)
     expected = compute_anchors(weight, bias, 0.5, use_bias=False)
     torch.testing.assert_close(reg.anchors.features, expected.features)
@@ -272,5 +272,6 @@ def test_stag_passes_temperature_and_use_bias_to_its_anchors():
 
 def test_stag_names_the_options_that_differ_from_the_defaults():
     assert STAG().name == 'STAG'
-    assert STAG(space='logit', weight=4.0).name == 'STAG(weight=4, space=logit)'
+    assert STAG(mode='loss', space='logit', weight=4.0).name == \
+        'STAG(weight=4, space=logit, mode=loss)'
     assert STAG(anchors='live', use_bias=False).name == 'STAG(use_bias=False, anchors=live)'

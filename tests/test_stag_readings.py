@@ -109,7 +109,7 @@ def test_entropy_weighting_multiplies_each_term_by_its_normalised_entropy():
 def test_anchor_temperature_softens_the_prototypes_and_only_the_anchors():
     weight, bias = _classifier()
     weight = weight * 4  # a sharp classifier: q_c near one-hot
-    reg = STAG(anchor_temperature=5.0)
+    reg = STAG(mode='loss', anchor_temperature=5.0)
     logits = torch.randn(6, 7, dtype=torch.float64) * 2
     loss, _ = reg(logits, weight, bias)
     expected = compute_anchors(weight, bias, 5.0)
@@ -124,8 +124,8 @@ def test_the_readings_are_options_with_a_name_and_clear_errors():
     assert STAG.defaults()['gradient'] == 'entropy'
     assert STAG.defaults()['weighting'] == 'entropy'
     assert STAG.defaults()['anchor_temperature'] is None
-    assert STAG(gradient='cross_entropy', weighting='none').name == \
-        'STAG(gradient=cross_entropy, weighting=none)'
+    assert STAG(mode='loss', gradient='cross_entropy', weighting='none').name == \
+        'STAG(gradient=cross_entropy, weighting=none, mode=loss)'
     assert STAG(anchor_temperature=4).name == 'STAG(anchor_temperature=4)'
     with pytest.raises(ValueError, match="STAG.gradient must be one of .* got 'ce'"):
         STAG(gradient='ce')

@@ -1,6 +1,7 @@
 """STAG's weighting reading (``mode='reweight'``): no loss term; the base method's per-position
 terms are multiplied by a detached function of the alignment."""
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -75,7 +76,11 @@ def test_a_reweighted_tent_step_equals_the_reweighted_entropy_minimised_by_hand(
 @pytest.mark.parametrize('method', [
     dict(type='Tent'), dict(type='Tent', loss='pseudo_label'), dict(type='EATA'),
     dict(type='SAR'), dict(type='DeYO', patch_len=2), dict(type='CoTTA', scales=(1.0, )),
-], ids=lambda m: m['type'] + ('-pl' if m.get('loss') else ''))
+    dict(type='Tent', resolution='original'),
+    dict(type='DAT', fraction=0.05, high=0.3, low=0.35, scales=(1.0, 1.25), flip=False,
+         uncertainty_scales=(1.0, 1.25)),
+], ids=lambda m: m['type'] + ('-pl' if m.get('loss') else '')
+   + ('-original' if m.get('resolution') else ''))
 def test_a_multiplier_of_ones_leaves_every_method_step_exactly_as_it_was(method):
     """threshold=-2 keeps every position (cosines are >= -1): the reweighted loss must be the
     method's own, so that the reweighting path changes nothing but the multiplier."""
@@ -106,17 +111,55 @@ def test_both_readings_together_are_the_reweighted_loss_plus_the_stag_term():
 
 
 def test_a_loss_without_per_position_terms_cannot_be_reweighted():
-    tent = dict(type='Tent', resolution='original', optim_wrapper=SGD,
-                regularizers=[dict(type='STAG', mode='reweight')])
-    model = build_segmentor(tent)
+    from stag_seg.methods import Tent
+    from stag_seg.registry import TTA_METHODS
+
+    @TTA_METHODS.register_module(name='ScalarLossTent', force=True)
+    class ScalarLossTent(Tent):  # a method whose loss keeps no per-position terms
+        def loss(self, out, ctx):
+            return dataclasses.replace(super().loss(out, ctx), reweight=None)
+
+    model = build_segmentor(dict(type='ScalarLossTent', optim_wrapper=SGD,
+                                 regularizers=[dict(type='STAG', mode='reweight')]))
     with pytest.raises(TypeError, match='no per-position terms to reweight'):
         model.test_step(make_batch(num=1))
 
 
 def test_the_reading_names_itself_by_what_differs_from_the_defaults():
-    assert STAG(mode='reweight').name == 'STAG(mode=reweight)'
-    assert STAG(mode='reweight', reweight='threshold', threshold=0.2).name == \
-        'STAG(mode=reweight, reweight=threshold, threshold=0.2)'
-    assert STAG(reweight='threshold').name == 'STAG'  # no effect without the reweighting
+    assert STAG(mode='reweight').name == 'STAG'  # the default reading
+    assert STAG(reweight='threshold', threshold=0.2).name == \
+        'STAG(reweight=threshold, threshold=0.2)'
+    assert STAG(mode='loss').name == 'STAG(mode=loss)'
+    # the reweighting's options mean nothing in the loss reading
+    assert STAG(mode='loss', reweight='threshold').name == 'STAG(mode=loss)'
     with pytest.raises(ValueError, match="STAG.mode must be one of"):
         STAG(mode='weights')
+
+
+@pytest.mark.parametrize('method', [
+    dict(type='Tent', resolution='original'),
+    dict(type='Tent', resolution='original', loss='pseudo_label'),
+    dict(type='DAT', fraction=0.05, high=0.3, low=0.35, scales=(1.0, 1.25), flip=False,
+         uncertainty_scales=(1.0, 1.25)),
+], ids=['Tent-original', 'Tent-pl-original', 'DAT'])
+def test_a_multiplier_of_zeros_removes_every_term_of_the_loss(method):
+    """threshold=2 drops every position: the reweighted loss, taken at another resolution
+    (Tent's scored size) or in two parts (DAT's), is zero."""
+    model = build_segmentor(dict(method, optim_wrapper=SGD, regularizers=[
+        dict(type='STAG', mode='reweight', reweight='threshold', threshold=2.0)]))
+    stats = model.test_step(make_batch(num=2, size=(64, 64)))[0].metainfo['adapt_stats']
+    assert stats['stag_multiplier'] == 0.0
+    assert stats['loss'] == 0.0
+    if method['type'] == 'DAT':
+        assert stats['second_loss'] == 0.0 and stats['second_stag_multiplier'] == 0.0
+
+
+def test_the_loss_terms_options_are_refused_without_the_loss_term():
+    """weight and weighting only act on the loss term: given to the default (weighting)
+    reading they would be ignored, so STAG says what to write instead."""
+    with pytest.raises(ValueError, match=r"weight=4.0 set the loss term.*mode='loss'"):
+        STAG(weight=4.0)
+    with pytest.raises(ValueError, match=r"weighting='none' set the loss term"):
+        STAG(mode='reweight', weighting='none')
+    assert STAG(mode='loss', weight=4.0).weight == 4.0
+    assert STAG(mode='loss+reweight', weighting='none').weighting == 'none'

@@ -12,7 +12,7 @@ from mmengine.runner import Runner
 from stag_seg.structures import STATS_KEY, attach_stats, step_nonfinite, step_stats
 
 _RUN_IDS = itertools.count()
-HOOK = dict(type='STAGHook', method=dict(type='Tent'), weight=1.0,
+HOOK = dict(type='STAGHook', method=dict(type='Tent'),
             optim_wrapper=dict(optimizer=dict(type='Adam', lr=5e-3)))
 CONDITIONS = ['fog', 'snow']  # 3 images each
 
@@ -72,7 +72,7 @@ def test_stock_test_loop_with_tta_hook_writes_the_scalars_of_continual_test_loop
         progress=False, checkpoint_interval=0)), checkpoint))
     # 6 steps, one write per step (curve_points=20 > 6), at stream steps 1..6
     assert [step for step, _ in stock] == list(range(1, 7))
-    assert {'adapt/loss', 'adapt/stag_loss', 'adapt/stag_cos', 'adapt/tent_entropy',
+    assert {'adapt/loss', 'adapt/stag_multiplier', 'adapt/stag_cos', 'adapt/tent_entropy',
             'running/mIoU'} <= set(stock[0][1])
     assert stock == continual
 

@@ -35,9 +35,9 @@ import time
 
 VARIANTS = {
     'tent': [],
-    'tent+stag-gram': [dict(type='STAG', form='gram')],
-    'tent+stag-explicit': [dict(type='STAG', form='explicit')],
-    'tent+stag-autograd': [dict(type='AutogradSTAG')],
+    'tent+stag-gram': [dict(type='STAG', mode='loss', form='gram')],
+    'tent+stag-explicit': [dict(type='STAG', mode='loss', form='explicit')],
+    'tent+stag-autograd': [dict(type='AutogradSTAG', mode='loss')],
 }
 CHECKPOINT = 'checkpoints/segformer-mit-b0_synthetic-cityscapes.pth'
 

@@ -4,4 +4,5 @@
 _base_ = ['./segformer-b5_tent_stag.py']
 model = dict(
     tta_method=dict(
-        regularizers=[dict(type='STAG', space='logit', weighting='none', weight=4.0)]))
+        regularizers=[dict(type='STAG', mode='loss', space='logit', weighting='none',
+                           weight=4.0)]))

@@ -3,4 +3,5 @@
 _base_ = ['./small-convnet_tent.py']
 model = dict(
     tta_method=dict(
-        regularizers=[dict(type='STAG', space='logit', weighting='none', weight=4.0)]))
+        regularizers=[dict(type='STAG', mode='loss', space='logit', weighting='none',
+                           weight=4.0)]))

@@ -5,7 +5,7 @@
 _base_ = ['mmpretrain::resnet/resnet50_8xb32_in1k.py']
 custom_imports = dict(imports=['stag_seg'], allow_failed_imports=False)
 custom_hooks = [
-    dict(type='STAGHook', method=dict(type='Tent'), weight=1.0,
+    dict(type='STAGHook', method=dict(type='Tent'),
          optim_wrapper=dict(optimizer=dict(type='SGD', lr=1.25e-4, momentum=0.9)))
 ]
 test_dataloader = dict(dataset=dict(data_root='data/imagenet'))

@@ -4,7 +4,7 @@
 _base_ = ['mmseg::segformer/segformer_mit-b0_8xb1-160k_cityscapes-1024x1024.py']
 custom_imports = dict(imports=['stag_seg'], allow_failed_imports=False)
 custom_hooks = [
-    dict(type='STAGHook', method=dict(type='Tent'), weight=1.0,
+    dict(type='STAGHook', method=dict(type='Tent'),
          optim_wrapper=dict(optimizer=dict(type='Adam', lr=7.5e-6, betas=(0.9, 0.999))))
 ]
 test_dataloader = dict(dataset=dict(data_root='data/cityscapes/'))

@@ -160,9 +160,9 @@ class TTAHook(Hook):
 class STAGHook(TTAHook):
     """A :class:`TTAHook` whose regularizers include STAG, configured inline.
 
-    ``dict(type='STAGHook', method=dict(type='Tent'), weight=2.0)`` equals
+    ``dict(type='STAGHook', method=dict(type='Tent'), mode='loss', weight=2.0)`` equals
     ``dict(type='TTAHook', method=dict(type='Tent'), regularizers=[dict(type='STAG',
-    weight=2.0)])``; the options not given keep STAG's defaults.
+    mode='loss', weight=2.0)])``; the options not given keep STAG's defaults.
 
     Args:
         method (dict): The method STAG rides on.

@@ -52,6 +52,7 @@ from torch import Tensor, nn
 
 from ..registry import TTA_METHODS
 from ..structures import MethodLoss, StepContext, TapOutput
+from .base import at_positions
 from .cotta import CoTTA
 from .teachers import label_cross_entropy
 
@@ -224,29 +225,38 @@ class DAT(CoTTA):
                 total = conf if total is None else total + conf
             ctx.state['dat_u'] = total / len(self.uncertainty_views)
 
-    def _masked_mean(self, out: TapOutput, ctx: StepContext, mask: Tensor) -> Tensor:
+    def _masked_terms(self, out: TapOutput, ctx: StepContext, mask: Tensor) -> Tensor:
+        """Each pixel's cross entropy on the label where ``mask``, else 0 (the loss is their
+        mean over all pixels, as the reference takes it)."""
         per_pos = ctx.state.get('dat_ce')
         if per_pos is None:
             per_pos = ctx.state['dat_ce'] = label_cross_entropy(out, ctx, ctx.state['cotta_label'])
         if mask.shape != per_pos.shape:
             raise ValueError(f'DAT: the confidence map {tuple(mask.shape)} and the loss map '
                              f'{tuple(per_pos.shape)} differ in size')
-        return (per_pos * mask.to(per_pos.dtype)).mean()  # over all pixels, as the reference
+        return per_pos * mask.to(per_pos.dtype)
+
+    def _masked_loss(self, out: TapOutput, ctx: StepContext, mask: Tensor, name: str,
+                     stats: dict) -> MethodLoss:
+        """The masked mean as the step's loss (its value logged as ``name``), whose terms a
+        regularizer may reweight."""
+        terms = self._masked_terms(out, ctx, mask)
+        loss = terms.mean()
+        return MethodLoss(loss, mask=out.valid, stats={name: float(loss.detach()), **stats},
+                          reweight=lambda m: (terms * at_positions(m, terms)).mean())
 
     def loss(self, out: TapOutput, ctx: StepContext) -> MethodLoss:
         """``loss_a``: cross entropy on the pixels the anchor is unsure of (``u < low``)."""
         low = ctx.state['dat_u'] < self.low
-        loss = self._masked_mean(out, ctx, low)
-        return MethodLoss(loss, mask=out.valid, stats=dict(
-            dat_loss_a=float(loss.detach()), dat_low=float(low.float().mean()),
+        return self._masked_loss(out, ctx, low, 'dat_loss_a', dict(
+            dat_low=float(low.float().mean()),
             cotta_confident=ctx.state['cotta_confident']))
 
     def second_loss(self, out: TapOutput, first: MethodLoss, ctx: StepContext) -> MethodLoss:
         """``loss_b``: cross entropy on the pixels the anchor is sure of (``u > high``)."""
         high = ctx.state['dat_u'] > self.high
-        loss = self._masked_mean(out, ctx, high)
-        return MethodLoss(loss, mask=out.valid, stats=dict(
-            dat_loss_b=float(loss.detach()), dat_high=float(high.float().mean()),
+        return self._masked_loss(out, ctx, high, 'dat_loss_b', dict(
+            dat_high=float(high.float().mean()),
             dat_selected=len(self._selected),
             dat_lr=float(self.optim_wrapper.param_groups[0]['lr'])))
 

@@ -47,7 +47,7 @@ from ..dist import rank_sum
 from ..registry import TTA_METHODS
 from ..structures import StepContext, TapOutput
 from .augment import apply_view, draw_reference_view, pixel_statistics, to_inputs, to_pixels
-from .base import BaseTTAMethod, MethodLoss
+from .base import BaseTTAMethod, MethodLoss, at_positions
 from .losses import supervised_contrastive, symmetric_cross_entropy
 from .params import collect_weights_and_biases, use_batch_statistics
 from .source_data import SourceStream, build_source_loader, inputs_and_labels
@@ -241,17 +241,25 @@ class RMT(BaseTTAMethod):
                                           dim=-1).argmax(0)
         views = torch.stack([self.prototypes[nearest], out.features, aug.features], dim=1)
         contrastive = supervised_contrastive(views, self.projector, self.temperature)
-        self_training = (0.5 * symmetric_cross_entropy(out.logits, teacher)
-                         + 0.5 * symmetric_cross_entropy(aug.logits, teacher)).mean(0)
-        loss = self.lambdas['trg'] * self_training + self.lambdas['cont'] * contrastive
+        terms = (0.5 * symmetric_cross_entropy(out.logits, teacher)
+                 + 0.5 * symmetric_cross_entropy(aug.logits, teacher))
+        self_training = terms.mean(0)
         stats = dict(rmt_sce=float(self_training.detach()),
                      rmt_contrastive=float(contrastive.detach()))
+        replay = None
         if self.lambdas['src'] > 0:
             inputs, labels = inputs_and_labels(self.model, self.source.next(), OWNER)
             replay = F.cross_entropy(ctx.forward(inputs).logits, labels)
-            loss = loss + self.lambdas['src'] * replay
             stats['rmt_source_ce'] = float(replay.detach())
-        return MethodLoss(loss, stats=stats)
+
+        def total(self_training: Tensor) -> Tensor:
+            loss = self.lambdas['trg'] * self_training + self.lambdas['cont'] * contrastive
+            return loss if replay is None else loss + self.lambdas['src'] * replay
+
+        # a regularizer's reweighting reaches the test samples' self-training terms (those
+        # that trust the teacher's pseudo-label); the contrastive and replay terms stay
+        return MethodLoss(total(self_training), stats=stats,
+                          reweight=lambda m: total((terms * at_positions(m, terms)).mean(0)))
 
     def after_step(self, out: TapOutput | None, ctx: StepContext) -> None:
         self._ema()

@@ -48,7 +48,7 @@ from torch import Tensor, nn
 from ..registry import TTA_METHODS
 from ..structures import StepContext, TapOutput
 from .augment import apply_view, draw_reference_view, pixel_statistics, to_inputs, to_pixels
-from .base import BaseTTAMethod, MethodLoss
+from .base import BaseTTAMethod, MethodLoss, at_positions
 from .losses import soft_likelihood_ratio, softmax_entropy, symmetric_cross_entropy
 from .params import collect_norm_params, use_batch_statistics
 from .teachers import ema_update
@@ -182,21 +182,37 @@ class ROID(BaseTTAMethod):
                                 + (1 - self.momentum_probs) * probs.mean(0))
         slr = soft_likelihood_ratio(logits)
         if keep is not None:
-            slr = (slr * weights)[keep]
-        loss = slr.sum() / self.divisor
-        stats = dict(roid_slr=float(loss.detach()))
+            slr = slr * weights
+        kept = keep if keep is not None else torch.ones_like(slr, dtype=torch.bool)
+        consistency = None
         if self.use_consistency:
-            kept = keep if keep is not None else torch.ones_like(slr, dtype=torch.bool)
             aug = ctx.forward(self.strong_view(ctx.inputs[kept]))
             consistency = symmetric_cross_entropy(aug.logits, logits[kept])
             if weights is not None:
                 consistency = consistency * weights[kept]
-            consistency = consistency.sum() / self.divisor
-            loss = loss + consistency
-            stats['roid_consistency'] = float(consistency.detach())
+
+        def parts(multiplier: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+            # the per-image terms' sums, times a regularizer's multiplier when it reweights
+            m = None if multiplier is None else at_positions(multiplier, slr)
+            terms = slr if m is None else slr * m
+            main = (terms if keep is None else terms[keep]).sum() / self.divisor
+            if consistency is None:
+                return main, None
+            return main, (consistency if m is None else consistency * m[kept]).sum() / self.divisor
+
+        def total(multiplier: Tensor | None = None) -> Tensor:
+            main, cons = parts(multiplier)
+            return main if cons is None else main + cons
+
+        main, cons = parts()
+        stats = dict(roid_slr=float(main.detach()))
+        if cons is not None:
+            stats['roid_consistency'] = float(cons.detach())
         if keep is not None:
             stats['roid_kept'] = float(keep.float().mean())
-        return MethodLoss(loss, mask=keep, weights=weights, stats=stats)
+        return MethodLoss(main if cons is None else main + cons, mask=keep, weights=weights,
+                          stats=stats,
+                          reweight=total)
 
     def after_step(self, out: TapOutput | None, ctx: StepContext) -> None:
         """Weight ensembling with the source, for the trained parameters."""

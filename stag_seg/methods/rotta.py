@@ -51,7 +51,7 @@ from torch import Tensor, nn
 from ..registry import TTA_METHODS
 from ..structures import StepContext, TapOutput
 from .augment import apply_view, draw_reference_view, pixel_statistics, to_inputs, to_pixels
-from .base import BaseTTAMethod, MethodLoss
+from .base import BaseTTAMethod, MethodLoss, at_positions
 from .losses import soft_cross_entropy
 from .memory import CategoryBalancedMemory
 from .params import collect_norm_params
@@ -217,10 +217,12 @@ class RoTTA(BaseTTAMethod):
         self.model.train(mode)
         self.teacher.eval()
         weights = timeliness_weights(ages).to(student.logits)
-        loss = (soft_cross_entropy(student.logits, target) * weights).mean()
+        terms = soft_cross_entropy(student.logits, target) * weights
+        loss = terms.mean()
         self._updated = True
         stats['rotta_ce'] = float(loss.detach())
-        return MethodLoss(loss, weights=weights, out=student, stats=stats)
+        return MethodLoss(loss, weights=weights, out=student, stats=stats,
+                          reweight=lambda m: (terms * at_positions(m, terms)).mean())
 
     def after_step(self, out: TapOutput | None, ctx: StepContext) -> None:
         if self._updated:

@@ -169,10 +169,11 @@ def total_loss(method: BaseTTAMethod, out: TapOutput,
             multiplier = found if multiplier is None else multiplier * found
             stats.update(reg_stats)
     if multiplier is not None:
-        if base.reweight is None:
+        if base.reweight is not None:
+            base.loss = base.reweight(multiplier)
+        elif not base.skip:  # a skipped step (RoTTA between updates) has no terms to weigh
             raise TypeError(f'{method!r}: its loss has no per-position terms to reweight (a '
                             'regularizer with mode=\'reweight\'); use mode=\'loss\'')
-        base.loss = base.reweight(multiplier)
     total = base.loss
     for reg in method.regularizers:
         reg_loss, reg_stats = reg(out.logits, out.weight, out.bias, out.features, base.mask,

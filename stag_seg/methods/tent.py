@@ -33,7 +33,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from ..registry import TTA_METHODS
 from ..stag.entropy import entropy
@@ -135,6 +135,17 @@ class Tent(BaseTTAMethod):
         else:
             label = ctx.at_original_size(ctx.output.detach()).argmax(1)
             loss = F.cross_entropy(logits, label)
-        # the regularizers stay at the decode head's resolution, on its valid pixels
-        return MethodLoss(loss, mask=out.valid,
-                          stats={f'tent_{self.loss_type}': float(loss.detach())})
+
+        def reweight(multiplier: Tensor) -> Tensor:
+            # each pixel's term at the scored size, times its decoder position's multiplier
+            if self.loss_type == 'entropy':
+                per_pos = entropy(logits, dim=1)
+            else:
+                per_pos = F.cross_entropy(logits, label, reduction='none')
+            return (per_pos * at_positions(multiplier, per_pos)).mean()
+
+        # the regularizers stay at the decode head's resolution, on its valid pixels (those of
+        # the whole-image forward when the prediction ran several crops)
+        return MethodLoss(loss, mask=whole.valid, out=None if whole is out else whole,
+                          stats={f'tent_{self.loss_type}': float(loss.detach())},
+                          reweight=reweight)

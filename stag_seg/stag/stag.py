@@ -26,15 +26,21 @@ MODES = ('loss', 'reweight', 'loss+reweight')
 class STAG:
     """Structural Test-time Alignment of Gradients.
 
-    Adds ``weight * mean(u * (1 - cos(dH/dz, a_y)))`` over the positions the baseline method
-    selected, computed from forward-pass quantities only (one backward pass for the whole step);
-    ``u`` is the position's detached ``H / ln C`` by default (``weighting``). The options other
-    than ``weight`` choose the reading (docs/design.md, "STAG"). The defaults, the entropy-weighted
-    feature reading with ``weight=0.5``, are the pre-registered study's choice
-    (projects/stag_study/README.md); no reading it tried qualified under its rule.
+    Computes, from forward-pass quantities only, the alignment ``cos(dH/dz, a_y)`` of each
+    position's entropy gradient with its predicted class's anchor, and uses it in one of two
+    ways (``mode``). By default (``'reweight'``) it adds no loss term: each of the base
+    method's per-position loss terms is multiplied by the detached ``(1 + cos) / 2``, so a
+    position whose gradient disagrees with its class's anchor counts less. With ``'loss'`` it
+    adds ``weight * mean(u * (1 - cos))`` over the positions the method selected, ``u`` the
+    position's detached ``H / ln C`` by default (``weighting``). One backward pass for the
+    whole step either way. The options choose the reading (docs/design.md, "STAG"). The
+    default is the choice of the second pre-registered study (projects/stag_study/README.md):
+    the smooth weighting, which harmed no dev cell; ``weight`` and ``weighting`` keep the
+    first study's choice for ``mode='loss'``.
 
     Args:
-        weight (float): lambda, the loss weight. Defaults to 0.5.
+        weight (float): lambda, the loss weight (``mode='loss'`` or ``'loss+reweight'``).
+            Defaults to 0.5.
         space (str): Where the gradients are compared: ``'feature'``, ``'logit'`` or
             ``'weight'`` (docs/design.md, "STAG"). Defaults to ``'feature'``.
         gradient (str): The logit gradient aligned: ``'entropy'`` (``dH/dl``) or
@@ -57,7 +63,7 @@ class STAG:
             method's per-position loss terms are multiplied by a detached function of the
             alignment, :func:`~stag_seg.stag.loss.alignment_multiplier`) or
             ``'loss+reweight'`` (both; the loss term keeps the method's own weights).
-            Defaults to ``'loss'``.
+            Defaults to ``'reweight'``.
         reweight (str): The function of ``mode='reweight'``: ``'threshold'``, ``'smooth'`` or
             ``'threshold+smooth'``. Defaults to ``'smooth'``.
         threshold (float): The threshold's cosine. Defaults to 0.0.
@@ -75,7 +81,7 @@ class STAG:
                  use_bias: bool = True,
                  anchors: str = 'frozen',
                  eps: float = 1e-12,
-                 mode: str = 'loss',
+                 mode: str = 'reweight',
                  reweight: str = 'smooth',
                  threshold: float = 0.0,
                  power: float = 1.0) -> None:
@@ -102,6 +108,15 @@ class STAG:
             raise ValueError(f'STAG.reweight must be one of {REWEIGHTS}, got {reweight!r}')
         if power <= 0:
             raise ValueError(f'STAG.power must be > 0, got {power}')
+        if mode == 'reweight':
+            # the loss term's options would be silently ignored: the default mode has no loss
+            defaults = self.defaults()
+            given = [f'{k}={v!r}' for k, v in (('weight', weight), ('weighting', weighting))
+                     if v != defaults[k]]
+            if given:
+                raise ValueError(f'STAG: {", ".join(given)} set the loss term, which '
+                                 "mode='reweight' (the default) does not add; give "
+                                 "mode='loss' (or 'loss+reweight') with them")
         self.weight = float(weight)
         self.space = space
         self.gradient = gradient

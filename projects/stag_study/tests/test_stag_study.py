@@ -56,7 +56,7 @@ def test_each_phase_plans_its_runs_with_the_candidates_options(study, suite):
     assert run.options['test_dataloader.batch_size'] == 16
     assert run.options['model.adapt_optim_wrapper.optimizer.lr'] == 1e-3
     assert run.options['model.tta_method.regularizers'] == [
-        dict(type='STAG', space='logit', weighting='none', weight=2.0)]
+        dict(type='STAG', mode='loss', space='logit', weighting='none', weight=2.0)]
     assert run.options['test_cfg.domains'][0]['dataset']['vary']['corruption'] == \
         study.splits.dev.corruptions
     assert run.overlays[0].endswith('digits-c_bn.py') and run.overlays[-1].endswith('mixed.py')
