@@ -220,3 +220,97 @@ def test_hybrid_tta_frozen_blocks_are_exactly_the_blocks_own_weights():
     assert frozen == (want if modes[-1] else set())
     method.begin_domain(1, 1)
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_shift_detector_rule_against_hand_computed_values():
+    from stag_seg.methods import ShiftDetector
+    det = ShiftDetector(window=3, margin=0.1, alpha=0.5, threshold=1.0)
+    # value -> (decision, threshold after it), worked out by hand:
+    # no decision before 3 values; mean of the last 3 against 1.1 x the threshold from before
+    # this value (the EMA takes the value after the decision)
+    steps = [(2.0, False, 1.5), (1.0, False, 1.25),
+             (0.5, True, 0.875),     # mean 7/6 < 1.1 * 1.25 (not < 1.1 * 0.875: after = wrong)
+             (0.4, True, 0.6375),    # mean 0.6333 < 1.1 * 0.875
+             (3.0, False, 1.81875)]  # mean 1.3 > 1.1 * 0.6375: a rising loss means a shift
+    for value, decision, threshold in steps:
+        assert det.observe(value) is decision
+        assert det.threshold == pytest.approx(threshold, abs=1e-12)
+    # the released configuration: nothing before 10 values, the threshold from 0
+    det = ShiftDetector()
+    assert [det.observe(1.0) for _ in range(10)] == [False] * 10
+    assert det.threshold == pytest.approx(1 - 0.999 ** 10, abs=1e-12)
+    with pytest.raises(ValueError, match='window'):
+        ShiftDetector(window=0)
+
+
+def test_block_mask_is_the_reference_mask_generator():
+    from stag_seg.methods.hybrid_tta import block_mask
+    ours = np.random.RandomState(SEED)
+    np.random.seed(SEED)
+    for _ in range(3):  # redrawn every step, from the same stream as NumPy's global one
+        mask = block_mask(ours, (544, 960), 32, 4, 0.6)
+        assert mask.shape == (1, 136, 240) and mask.dtype == np.int64
+        assert np.array_equal(mask, _mask(np.random, 544, 960).numpy())
+        assert mask[0, ::8, ::8].sum() == 306  # ceil(510 * 0.6) squares of 32 px
+    with pytest.raises(ValueError, match='960x544, not 960x540'):
+        block_mask(ours, (540, 960), 32, 4, 0.6)
+
+
+def test_hybrid_backbone_parts_and_their_init():
+    from mmseg.registry import MODELS
+    from stag_seg.models import HybridMixVisionTransformer
+    b5 = dict(type='NVMixVisionTransformer', in_channels=3, embed_dims=64, num_stages=4,
+              num_layers=[3, 6, 40, 3], num_heads=[1, 2, 5, 8], patch_sizes=[7, 3, 3, 3],
+              sr_ratios=[8, 4, 2, 1], out_indices=(0, 1, 2, 3), mlp_ratio=4, qkv_bias=True)
+    model = MODELS.build(dict(type='HybridTTABackbone', backbone=b5))
+    assert isinstance(model, HybridMixVisionTransformer) and model.nv_eps == 1e-5
+    adapters = model.adapters()
+    assert len(adapters) == 52
+    assert sum(p.numel() for a in adapters for p in a.parameters()) == 168568
+    assert sum(p.numel() for p in model.recon_neck.parameters()) == 3187248
+    assert model.mask_token.shape == (1, 1, 64) and not model.mask_token.any()
+    up = torch.cat([a.layer[2].weight.flatten() for a in adapters])
+    assert up.std().item() == pytest.approx(0.02, rel=0.05) and up.abs().max() <= 2
+    assert all(not a.layer[0].bias.any() and not a.layer[2].bias.any()
+               and a.layer[3].scale.item() == 1.0 for a in adapters)
+    # the init is seeded, and survives the backbone's own init_weights
+    again = MODELS.build(dict(type='HybridTTABackbone', backbone=b5))
+    again.init_weights()
+    assert torch.equal(again.adapters()[7].layer[2].weight, adapters[7].layer[2].weight)
+    assert torch.equal(again.recon_neck.decoder[0].weight, model.recon_neck.decoder[0].weight)
+    zero = MODELS.build(dict(type='HybridTTABackbone', backbone=dict(b5, num_layers=[1] * 4),
+                             adapter_init='zero'))
+    assert all(not a.layer[2].weight.any() for a in zero.adapters())
+    with pytest.raises(ValueError, match='wraps a MixVisionTransformer'):
+        MODELS.build(dict(type='HybridTTABackbone', backbone=dict(type='ResNetV1c')))
+
+
+def test_hybrid_tta_refuses_what_it_cannot_run():
+    plain = build_segmentor(dict(type='HybridTTA'), adapt_optim_wrapper=dict(
+        optimizer=dict(type='Adam', lr=LR)))
+    with pytest.raises(ValueError, match='HybridTTABackbone'):
+        plain.tta_adapter.attach()
+    model = _hybrid_model()
+    model.tta_adapter.attach()
+    with pytest.raises(ValueError, match='batch size 1'):
+        model.test_step(dict(inputs=_cotta_batch(0)['inputs'] * 2,
+                             data_samples=_cotta_batch(0)['data_samples'] * 2))
+
+
+def test_hybrid_tta_state_resumes_the_same_stream():
+    _, _, model, method = _port([[0, 1, 2]])
+    import io
+    buffer = io.BytesIO()
+    torch.save(method.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    weights = copy.deepcopy(model.state_dict())
+    going = [model.test_step(_cotta_batch(s))[0].seg_logits.data for s in (3, 4)]
+    other = _hybrid_model()
+    other.tta_adapter.attach()
+    other.load_state_dict(weights)
+    other.tta_method.load_state_dict(state)
+    resumed = [other.test_step(_cotta_batch(s))[0].seg_logits.data for s in (3, 4)]
+    for a, b in zip(going, resumed):
+        assert torch.equal(a, b)
+    assert other.tta_method.detector.state_dict() == method.detector.state_dict()
