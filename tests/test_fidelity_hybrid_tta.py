@@ -217,7 +217,9 @@ def test_hybrid_tta_frozen_blocks_are_exactly_the_blocks_own_weights():
     labels, modes, model, method = _port(STREAM[:1])
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
     want = {n for n, _ in model.named_parameters() if BLOCK.match(n) and 'adapter' not in n}
-    assert frozen == (want if modes[-1] else set())
+    assert modes[-1] and frozen == want
+    model.eval()  # the runner's eval() before each batch keeps the blocks frozen
+    assert {n for n, p in model.named_parameters() if not p.requires_grad} == want
     method.begin_domain(1, 1)
     assert all(p.requires_grad for p in model.parameters())
 
