@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..dist import rank_mean
 from ..registry import TTA_METHODS
 from ..structures import StepContext, TapOutput
 from .base import BaseTTAMethod, MethodLoss, at_positions
@@ -296,8 +297,11 @@ class HybridTTA(BaseTTAMethod):
                                      ctx.state['hybrid_mask'],
                                      backbone.layers[0][0].projection.stride[0])
         loss = loss_ce + recon_loss * self.recon_weight
-        # the detector decides between the forward and the backward, as the reference's
-        efficient = self.detector.observe(float(loss_ce.detach())) if self.dynamic else False
+        # the detector decides between the forward and the backward, as the reference's; with
+        # several processes it reads the mean over the ranks (the reference's _parse_losses
+        # reduces its log values), so that every rank switches together
+        value, _ = rank_mean(float(loss_ce.detach()), True)
+        efficient = self.detector.observe(value) if self.dynamic else False
         if efficient != self.detector.frozen:
             self._set_frozen(efficient)
             self.detector.frozen = efficient
