@@ -316,3 +316,88 @@ def test_hybrid_tta_state_resumes_the_same_stream():
     for a, b in zip(going, resumed):
         assert torch.equal(a, b)
     assert other.tta_method.detector.state_dict() == method.detector.state_dict()
+
+
+AUG_ORIGINAL = (120, 256)  # not the input's 1:2, so that a view that kept the ratio would differ
+SCALES = (0.5, 1.0, 1.5)
+
+
+def _aug_batch(seed):
+    """An INPUT-sized image stretched from an AUG_ORIGINAL-sized one, the original kept."""
+    import cv2
+    from mmseg.structures import SegDataSample
+    from test_fidelity import _original_image
+    original = _original_image(*AUG_ORIGINAL, seed=seed)
+    small = cv2.resize(original, INPUT[::-1], interpolation=cv2.INTER_LINEAR)
+    meta = dict(ori_shape=AUG_ORIGINAL, img_shape=INPUT, pad_shape=INPUT, ori_img=original,
+                img_path=f'{seed}.png')
+    img = torch.from_numpy(small.transpose(2, 0, 1).copy())
+    return dict(inputs=[img], data_samples=[SegDataSample(metainfo=meta)])
+
+
+def _reference_aug(model, seeds):
+    """``--aug-test``: ``MultiScaleFlipAug`` with ``Resize(keep_ratio=False)`` to
+    (int(w r), int(h r)); every view through ``aug_test``; the anchor's view-4 confidence > 0.69
+    keeps the teacher's view-4 label, else the average's; the student on view 4."""
+    import cv2
+    from segmentation_reference import aug_test
+    student = model
+    teacher, anchor = copy.deepcopy(student), copy.deepcopy(student)
+    for p in list(teacher.parameters()) + list(anchor.parameters()):
+        p.requires_grad_(False)
+    np.random.seed(SEED)
+    mean, std = student.data_preprocessor.mean, student.data_preprocessor.std
+    optimizer = torch.optim.Adam(student.parameters(), lr=LR, betas=(0.9, 0.999))
+    labels = []
+    for seed in seeds:
+        original = _aug_batch(seed)['data_samples'][0].metainfo['ori_img']
+        view_list = []
+        for r in SCALES:
+            img = cv2.resize(original, (int(INPUT[1] * r), int(INPUT[0] * r)),
+                             interpolation=cv2.INTER_LINEAR)
+            for flip in (False, True):
+                v = np.ascontiguousarray(img[:, ::-1] if flip else img)
+                x = torch.from_numpy(v.transpose(2, 0, 1)).float()[None]
+                view_list.append(((x - mean) / std, flip))
+        plain = 2  # scale 1.0, not flipped
+        avg, _, pred_t, _ = aug_test(teacher, view_list, AUG_ORIGINAL)
+        _, conf_a, _, _ = aug_test(anchor, view_list, AUG_ORIGINAL)
+        label = torch.where(conf_a[plain] > 0.69, pred_t[plain], avg)
+        labels.append(label)
+        x = view_list[plain][0]
+        mask = _mask(np.random, *INPUT)
+        feats = _masked_features(student.backbone, x, mask)
+        rec = _recon(student.backbone.recon_neck, feats)
+        pix = mask.repeat_interleave(4, 1).repeat_interleave(4, 2).unsqueeze(1)
+        recon_loss = (torch.abs(rec - x) * pix).sum() / pix.sum() / 3
+        seg = F.interpolate(student.decode_head.forward(feats), size=AUG_ORIGINAL,
+                            mode='bilinear', align_corners=False)
+        loss = F.cross_entropy(seg, label, ignore_index=255) + recon_loss * 0.3
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=False)
+        with torch.no_grad():
+            for t, s in zip(teacher.parameters(), student.parameters()):
+                t.data = 0.999 * t.data + (1 - 0.999) * s.data
+    return labels, student, teacher
+
+
+def test_hybrid_tta_aug_test_variant_equals_its_reference_step():
+    seeds = [0, 1, 2]
+    model = _hybrid_model(aug_test=True, scales=SCALES, dynamic=False)
+    model.tta_adapter.attach()
+    labels = [model.test_step(_aug_batch(s))[0].seg_logits.data.argmax(0) for s in seeds]
+    ref_labels, student, teacher = _reference_aug(_hybrid_model(), seeds)
+    for got, want in zip(labels, ref_labels):
+        assert torch.equal(got, want[0])
+    for mine, ref_p in zip(model.parameters(), student.parameters()):
+        torch.testing.assert_close(mine, ref_p, rtol=0, atol=1e-6)
+    for mine, ref_p in zip(model.tta_method.teacher.parameters(), teacher.parameters()):
+        torch.testing.assert_close(mine, ref_p, rtol=0, atol=1e-6)
+    # the gate has pixels on both sides, and the averaged label differs from the plain one
+    plain = _hybrid_model(dynamic=False)
+    plain.tta_adapter.attach()
+    first = plain.test_step(_aug_batch(0))[0].seg_logits.data.argmax(0)
+    assert not torch.equal(first, labels[0])
+    with pytest.raises(ValueError, match='must hold 1.0'):
+        _hybrid_model(aug_test=True, scales=(0.5, 2.0))

@@ -38,6 +38,15 @@ Per step, as the released step runs it (the plain variant, without ``--aug-test`
   state and resume it when unfrozen within the visit); a fresh Adam at each domain visit;
 - the teacher takes ``alpha * t + (1 - alpha) * s`` of every parameter, frozen or not.
 
+With ``aug_test=True`` (the reference's ``--aug-test``, not its README command), the label
+and the prediction come from CoTTA's rule over 14 views of the original image, each resized to
+exactly ``scale`` times the input size (not keeping the aspect ratio, as its pipeline does),
+through slide inference, flipped back, averaged at the original size: where the anchor (a frozen
+copy of the model as configured, adapters included) is more confident than ``confidence``
+(0.69) on the plain view, the teacher's plain-view label, elsewhere its 14-view average. The
+student still trains on the plain input. The pipeline must keep the original image
+(``configs/acdc/segformer-b5_hybrid-tta_aug-test.py``).
+
 The model stays in eval mode (BatchNorm on its running statistics, no dropout). The
 model's backbone must be a :class:`~stag_seg.models.HybridMixVisionTransformer`
 (``HybridTTABackbone``, ``configs/_base_/tta/hybrid-tta.py``). The masked forward must see the
@@ -56,7 +65,7 @@ from ..registry import TTA_METHODS
 from ..structures import StepContext, TapOutput
 from .base import BaseTTAMethod, MethodLoss, at_positions
 from .teachers import ema_update, frozen_copy, label_cross_entropy
-from .views import inference_probs
+from .views import DEFAULT_SCALES, ScaleFlipViews, inference_probs
 
 __all__ = ['HybridTTA', 'ShiftDetector', 'block_mask']
 
@@ -145,6 +154,14 @@ class HybridTTA(BaseTTAMethod):
         dynamic (bool): Switch modes with the detector; False trains in full tuning throughout
             (an ablation, not the method). Defaults to True.
         seed (int): Seed of the masks' ``RandomState``. Defaults to 42.
+        aug_test (bool): Label with the 14-view teacher and the anchor's gate (the reference's
+            ``--aug-test`` variant). Defaults to False (the released command's plain variant).
+        scales (Sequence[float]): The views' scales with ``aug_test``; must hold 1.0.
+            Defaults to 0.5 ... 2.0.
+        flip (bool): Add flipped views with ``aug_test``. Defaults to True.
+        confidence (float): The anchor's gate with ``aug_test``. Defaults to 0.69.
+        views_per_forward (int, optional): The views' memory ceiling (CoTTA's). Defaults to
+            None (1, the reference's loop).
         **kwargs: ``optim_wrapper``, ``regularizers``, ``reset_every``.
     """
 
@@ -161,6 +178,11 @@ class HybridTTA(BaseTTAMethod):
                  threshold: float = 0.0,
                  dynamic: bool = True,
                  seed: int = 42,
+                 aug_test: bool = False,
+                 scales: tuple[float, ...] = DEFAULT_SCALES,
+                 flip: bool = True,
+                 confidence: float = 0.69,
+                 views_per_forward: int | None = None,
                  **kwargs) -> None:
         super().__init__(**kwargs)
         if not 0 <= alpha <= 1:
@@ -173,6 +195,13 @@ class HybridTTA(BaseTTAMethod):
         self.alpha, self.mask_ratio, self.mask_patch_size = alpha, mask_ratio, mask_patch_size
         self.recon_weight, self.dynamic, self.seed = recon_weight, dynamic, seed
         self.detector = ShiftDetector(window, margin, detector_alpha, threshold)
+        self.aug_test, self.confidence = aug_test, confidence
+        self.teacher_views = ScaleFlipViews(scales, flip, 'original', views_per_forward,
+                                            owner=self.name, keep_ratio=False)
+        if aug_test and self.teacher_views.index(1.0) is None:
+            raise ValueError(f'HybridTTA.scales must hold 1.0 (the plain view the anchor gates '
+                             f'and the student trains on), got {scales}')
+        self.anchor: nn.Module | None = None
         self.rng = np.random.RandomState(seed)
         self.teacher: nn.Module | None = None
         self._blocks: list[nn.Parameter] = []
@@ -181,6 +210,7 @@ class HybridTTA(BaseTTAMethod):
         return (f'HybridTTA(alpha={self.alpha}, mask_ratio={self.mask_ratio}, recon_weight='
                 f'{self.recon_weight}, window={self.detector.window}'
                 + ('' if self.dynamic else ', dynamic=False')
+                + (f', aug_test=True, views={len(self.teacher_views)}' if self.aug_test else '')
                 + f', regularizers={self.regularizers})')
 
     # ------------------------------------------------------------------ configure
@@ -209,6 +239,7 @@ class HybridTTA(BaseTTAMethod):
     def setup(self, model: nn.Module) -> None:
         backbone = self.backbone_of(model)
         self.teacher = frozen_copy(model, self)
+        self.anchor = frozen_copy(model, self) if self.aug_test else None
         # what adapter tuning freezes: the blocks' own weights, not their adapters
         self._blocks = []
         for block in backbone.blocks():
@@ -271,7 +302,8 @@ class HybridTTA(BaseTTAMethod):
             raise ValueError(f'HybridTTA draws one mask per image, as its reference runs at '
                              f'batch size 1; got a batch of {ctx.inputs.size(0)}')
         with torch.no_grad():
-            probs = inference_probs(self.teacher, ctx, ctx.original_size())
+            probs = (self._gated_views(ctx) if self.aug_test
+                     else inference_probs(self.teacher, ctx, ctx.original_size()))
             ctx.state['hybrid_label'] = probs.argmax(1)
             ctx.state['hybrid_logprobs'] = probs.clamp_min(1e-12).log()
         backbone = self.backbone_of(self.model)
@@ -280,6 +312,18 @@ class HybridTTA(BaseTTAMethod):
                           self.mask_ratio)
         ctx.state['hybrid_mask'] = torch.from_numpy(mask).to(ctx.inputs.device)
         backbone.arm_mask(ctx.state['hybrid_mask'])
+
+    def _gated_views(self, ctx: StepContext) -> Tensor:
+        """``aug_test``: the teacher's plain-view probabilities where the anchor's plain-view
+        confidence exceeds ``confidence``, its 14-view average elsewhere."""
+        views = self.teacher_views
+        plain = views.index(1.0)
+        teacher = views.run(self.teacher, ctx, keep=(plain, ))
+        anchor = views.run(self.anchor, ctx, views=[views.all[plain]], average=False,
+                           keep=(plain, )).views[plain]
+        confident = anchor.amax(1, keepdim=True) > self.confidence
+        ctx.state['hybrid_confident'] = float(confident.float().mean())
+        return torch.where(confident, teacher.views[plain], teacher.average)
 
     def prediction(self, out: TapOutput, ctx: StepContext) -> Tensor:
         """The teacher's prediction of :meth:`prepare`, log-probabilities at the original
@@ -305,10 +349,12 @@ class HybridTTA(BaseTTAMethod):
         if efficient != self.detector.frozen:
             self._set_frozen(efficient)
             self.detector.frozen = efficient
-        return MethodLoss(loss, stats=dict(
-            hybrid_ce=float(loss_ce.detach()), hybrid_recon=float(recon_loss.detach()),
-            hybrid_adapter_tuning=float(self.detector.frozen),
-            hybrid_threshold=float(self.detector.threshold)),
+        stats = dict(hybrid_ce=float(loss_ce.detach()), hybrid_recon=float(recon_loss.detach()),
+                     hybrid_adapter_tuning=float(self.detector.frozen),
+                     hybrid_threshold=float(self.detector.threshold))
+        if 'hybrid_confident' in ctx.state:
+            stats['hybrid_confident'] = ctx.state['hybrid_confident']
+        return MethodLoss(loss, stats=stats,
             reweight=lambda m: (ce * at_positions(m, ce)).mean()
             + recon_loss * self.recon_weight)
 
