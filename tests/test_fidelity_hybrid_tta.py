@@ -271,6 +271,9 @@ def test_hybrid_backbone_parts_and_their_init():
     assert sum(p.numel() for a in adapters for p in a.parameters()) == 168568
     assert sum(p.numel() for p in model.recon_neck.parameters()) == 3187248
     assert model.mask_token.shape == (1, 1, 64) and not model.mask_token.any()
+    # what adapter tuning freezes: the 52 blocks' own weights (the reference's 79,511,552)
+    assert sum(p.numel() for b in model.blocks() for n, p in b.named_parameters()
+               if not n.startswith('adapter.')) == 79511552
     up = torch.cat([a.layer[2].weight.flatten() for a in adapters])
     assert up.std().item() == pytest.approx(0.02, rel=0.05) and up.abs().max() <= 2
     assert all(not a.layer[0].bias.any() and not a.layer[2].bias.any()
