@@ -222,6 +222,9 @@ def test_hybrid_tta_frozen_blocks_are_exactly_the_blocks_own_weights():
     assert {n for n, p in model.named_parameters() if not p.requires_grad} == want
     method.begin_domain(1, 1)
     assert all(p.requires_grad for p in model.parameters())
+    model.backbone.arm_mask(torch.ones(1, 16, 32))
+    model.tta_adapter.detach()  # release: the flags as before attach, no mask left armed
+    assert model.backbone._armed is None and model.backbone.masked_features is None
 
 
 def test_shift_detector_rule_against_hand_computed_values():

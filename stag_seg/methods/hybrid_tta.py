@@ -258,6 +258,12 @@ class HybridTTA(BaseTTAMethod):
             if frozen:
                 param.grad = None  # this step's gradient is dropped too
 
+    def release(self) -> None:
+        if self.model is not None:  # no armed mask or kept graph outlives the method
+            backbone = self.backbone_of(self.model)
+            backbone.arm_mask(None)
+        super().release()
+
     def begin_domain(self, round_idx: int, domain_index: int) -> None:
         """A new visit: full tuning (the detector's values and threshold run on) and a fresh
         Adam, as the reference resets its controller and builds a new optimiser."""

@@ -208,10 +208,10 @@ class HybridMixVisionTransformer(NVMixVisionTransformer):
         super().init_weights()
         self.init_added()
 
-    def arm_mask(self, mask: Tensor) -> None:
+    def arm_mask(self, mask: Tensor | None) -> None:
         """Mask the next forward: ``mask`` (1 or N, h1, w1) on the stage-1 token grid, 1 where
         a token is replaced by ``mask_token``; that forward keeps its features in
-        :attr:`masked_features`."""
+        :attr:`masked_features`. None disarms it (and forgets the kept features)."""
         self._armed = mask
         self.masked_features = None
 
