@@ -407,3 +407,14 @@ def test_hybrid_tta_aug_test_variant_equals_its_reference_step():
     assert not torch.equal(first, labels[0])
     with pytest.raises(ValueError, match='must hold 1.0'):
         _hybrid_model(aug_test=True, scales=(0.5, 2.0))
+
+
+@pytest.mark.parametrize('mode', ['loss', 'reweight'])
+def test_hybrid_tta_composes_with_stag(mode):
+    model = _hybrid_model(regularizers=[dict(type='STAG', anchors='live', mode=mode)])
+    model.tta_adapter.attach()
+    before = [p.detach().clone() for p in model.parameters()]
+    stats = model.test_step(_cotta_batch(0))[0].metainfo['adapt_stats']
+    assert stats['nonfinite'] == 0.0 and stats['hybrid_recon'] > 0
+    assert any(k.startswith('stag') for k in stats)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
