@@ -218,7 +218,8 @@ class HybridTTA(BaseTTAMethod):
     def backbone_of(model: nn.Module) -> nn.Module:
         """The model's Hybrid-TTA backbone, or a clear error."""
         backbone = getattr(model, 'backbone', None)
-        if not all(hasattr(backbone, a) for a in ('arm_mask', 'recon_neck', 'mask_token')):
+        parts = ('arm_mask', 'recon_neck', 'mask_token', 'blocks')
+        if not all(hasattr(backbone, a) for a in parts):
             raise ValueError(
                 'HybridTTA needs adapters, a mask token and a reconstruction neck on the '
                 "model's backbone: wrap the backbone config as backbone=dict(_delete_=True, "
