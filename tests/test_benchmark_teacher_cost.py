@@ -35,6 +35,17 @@ def test_the_cost_tool_measures_methods_and_the_teacher_at_a_tiny_size(tmp_path)
     assert saved['views_per_forward_ceiling'] == 3
 
 
+def test_the_cost_tool_measures_hybrid_tta_on_an_input_stretched_to_multiples_of_32(tmp_path):
+    # 60x120 becomes 64x128; the slide crop covers it, as 1024 covers ACDC's 544x960
+    report = _tool().main([
+        '--config', 'configs/demo/segformer-mit-b0_source.py', '--size', '128x256',
+        '--input', '60x120', '--crop', '160', '--stride', '120', '--images', '1',
+        '--warmup', '0', '--methods', 'hybrid-tta', '--views-per-forward', '1',
+        '--out', str(tmp_path / 'cost.json')])
+    assert report['methods']['hybrid-tta']['seconds_per_image'] > 0
+    assert report['methods']['hybrid-tta']['peak_mb'] > 0
+
+
 def test_the_cost_tool_rejects_bad_sizes():
     with pytest.raises(SystemExit):
         _tool().parse_args(['--size', '1080by1920'])

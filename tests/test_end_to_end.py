@@ -229,7 +229,8 @@ def test_template_keys_on_the_command_line_are_refused_with_the_right_key(option
 
 @pytest.mark.parametrize('method', [
     "dict(type='DAT', scales=(1.0, 1.25, 1.5), flip=False, fraction=0.05, window=2)",
-    "dict(type='SVDP', scales=(1.0, 1.5))"])
+    "dict(type='SVDP', scales=(1.0, 1.5))",
+    "dict(type='HybridTTA', window=2, threshold=10.0, detector_alpha=0.5)"])
 def test_the_multi_view_methods_run_a_stream(tiny_run, tiny_tree, tmp_path, method):
     config, ckpt = tiny_run
     model_cfg = tiny_segmentor_cfg(num_classes=CITYSCAPES_CLASSES)
@@ -237,6 +238,9 @@ def test_the_multi_view_methods_run_a_stream(tiny_run, tiny_tree, tmp_path, meth
     if 'SVDP' in method:  # the prompt on the backbone, as configs/_base_/tta/svdp.py says
         model_cfg['backbone'] = dict(type='SparsePromptedBackbone', backbone=model_cfg['backbone'],
                                      prompt=dict(sparse_rate=0.01, input_size=(32, 64)))
+    if 'HybridTTA' in method:  # adapters, mask token, neck, as configs/_base_/tta/hybrid-tta.py
+        model_cfg['backbone'] = dict(type='HybridTTABackbone', backbone=model_cfg['backbone'],
+                                     recon_channels=16)
     base = osp.join(ROOT, 'configs', '_base_')
     path = tmp_path / 'multi_view.py'
     path.write_text(
@@ -256,5 +260,8 @@ def test_the_multi_view_methods_run_a_stream(tiny_run, tiny_tree, tmp_path, meth
     if 'DAT' in method:  # the loop tells DAT each visit's round: the rate halves in round 2
         assert {r['adapt/second_dat_lr'] for r in doc['records'] if r['round'] == 1} == {1e-3}
         assert {r['adapt/second_dat_lr'] for r in doc['records'] if r['round'] == 2} == {5e-4}
-    else:
+    elif 'SVDP' in method:
         assert all(r['adapt/svdp_uncertainty'] >= 0 for r in doc['records'])
+    else:  # the detector switches to adapter tuning at the second step (window 2)
+        tuning = [r['adapt/hybrid_adapter_tuning'] for r in doc['records']]
+        assert tuning[0] == pytest.approx(2 / 3) and max(tuning) == 1.0, tuning

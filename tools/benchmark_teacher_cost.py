@@ -1,7 +1,8 @@
 """What the multi-view methods cost at the real protocol size: seconds per image and peak memory.
 
     python tools/benchmark_teacher_cost.py [--config configs/acdc/segformer-b5_source.py]
-        [--size 1080x1920] [--input 540x960] [--images 2] [--methods cotta dat svdp]
+        [--size 1080x1920] [--input 540x960] [--images 2]
+        [--methods cotta dat svdp hybrid-tta]
         [--views-per-forward 1 2 4 6 12] [--device cpu|cuda] [--budget-gb 24]
         [--out work_dirs/benchmark_teacher_cost.json]
 
@@ -13,7 +14,10 @@ of ``--size`` resized to ``--input`` as the ACDC pipeline does, and the config's
   14 views from the original image, slide inference, everything at the original size) adapt on
   ``--warmup`` untimed images (the first configures the method: teacher and anchor copies),
   then ``--images`` timed ones; seconds per image (median) and peak memory (teacher and anchor
-  copies included);
+  copies included); and Hybrid-TTA (``configs/_base_/tta/hybrid-tta.py``: one teacher
+  inference, one masked student forward with its reconstruction), whose input is ``--input``
+  with each side rounded up to a multiple of 32 and stretched to it, as its ACDC config resizes
+  to 960x544;
 - **teacher**: the 14-view teacher alone (:class:`~stag_seg.methods.views.ScaleFlipViews`) with
   each ``--views-per-forward`` (1 is the reference's loop, one slide window per forward; larger
   values batch windows of one size): seconds per image, peak memory, and the largest difference
@@ -42,6 +46,7 @@ METHODS = {
     'cotta': 'configs/_base_/tta/cotta_original-views.py',
     'dat': 'configs/_base_/tta/dat_original-views.py',
     'svdp': 'configs/_base_/tta/svdp_original-views.py',
+    'hybrid-tta': 'configs/_base_/tta/hybrid-tta.py',
 }
 
 
@@ -107,6 +112,9 @@ def _model_cfg(args: argparse.Namespace, method: str | None):
     if method == 'svdp':
         cfg.backbone = dict(type='SparsePromptedBackbone', backbone=cfg.backbone,
                             prompt=dict(sparse_rate=0.001, input_size=args.input))
+    if method == 'hybrid-tta':  # adapters, mask token, a neck as wide as the decode head
+        cfg.backbone = dict(type='HybridTTABackbone', backbone=cfg.backbone,
+                            recon_channels=cfg.decode_head.channels)
     return cfg
 
 
@@ -122,8 +130,10 @@ def _build(args: argparse.Namespace, method: str | None):
     return MODELS.build(ConfigDict(_model_cfg(args, method))).to(args.device).eval()
 
 
-def _batch(args: argparse.Namespace, seed: int) -> dict:
-    """An original image of ``--size`` and its pipeline resize to ``--input``."""
+def _batch(args: argparse.Namespace, seed: int, stretch: int = 0) -> dict:
+    """An original image of ``--size`` and its pipeline resize to ``--input`` (keeping the
+    aspect ratio; with ``stretch``, to ``--input`` rounded up to multiples of it, not keeping
+    the ratio)."""
     import mmcv
     import numpy as np
     import torch
@@ -131,7 +141,11 @@ def _batch(args: argparse.Namespace, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     original = rng.integers(0, 256, (*args.size, 3), dtype=np.uint8)
     h, w = args.input
-    small = mmcv.imrescale(original, (w, h), interpolation='bilinear')
+    if stretch:
+        h, w = -(-h // stretch) * stretch, -(-w // stretch) * stretch
+        small = mmcv.imresize(original, (w, h), interpolation='bilinear')
+    else:
+        small = mmcv.imrescale(original, (w, h), interpolation='bilinear')
     shape = small.shape[:2]
     meta = dict(ori_shape=args.size, img_shape=shape, pad_shape=shape, ori_img=original,
                 img_path=f'{seed}.png')
@@ -164,7 +178,8 @@ def worker_method(args: argparse.Namespace, method: str) -> dict:
     """``--images`` adaptation steps of ``method``: median seconds per image, peak memory."""
     import torch
     model = _build(args, method)
-    batches = [_batch(args, seed) for seed in range(args.warmup + args.images)]
+    stretch = 32 if method == 'hybrid-tta' else 0
+    batches = [_batch(args, seed, stretch) for seed in range(args.warmup + args.images)]
     base = _base_mb(args)  # before the first step: teacher and anchor copies count
     times = []
     for i, batch in enumerate(batches):
@@ -243,7 +258,7 @@ def main(argv=None) -> dict:
         methods={}, teacher={})
     for method in args.methods:
         report['methods'][method] = _spawn(args, 'method', method)
-        print(f"{method:>6}: {report['methods'][method]['seconds_per_image']:8.2f} s/image, "
+        print(f"{method:>10}: {report['methods'][method]['seconds_per_image']:8.2f} s/image, "
               f"peak {report['methods'][method]['peak_mb']:9.1f} MB", flush=True)
     reference = None
     for vpf in sorted(set(args.views_per_forward)):

@@ -23,6 +23,7 @@ rows = [
     dict(label='CoTTA', plain='cotta', variant='cotta_stag'),
     dict(label='DAT', plain='dat', variant='dat_stag'),
     dict(label='SVDP', plain='svdp', variant='svdp_stag'),
+    dict(label='Hybrid-TTA', plain='hybrid-tta', variant='hybrid-tta_stag'),
 ]
 settings = dict(stream=[])  # the stream as the configs define it
 work_dir = '{name}'

@@ -5,6 +5,7 @@ from .cotta import CoTTA
 from .dat import DAT
 from .deyo import DeYO, patch_shuffle, shuffle_patches_per_sample, unshuffle_patches
 from .eata import EATA, estimate_fisher
+from .hybrid_tta import HybridTTA, ShiftDetector
 from .memory import CategoryBalancedMemory
 from .norm import Norm
 from .params import NORM_TYPES, collect_norm_params, norm_layers, use_batch_statistics
@@ -21,7 +22,8 @@ from .teachers import ema_update, frozen_copy
 from .tent import Tent
 
 __all__ = [
-    'BaseTTAMethod', 'CategoryBalancedMemory', 'CoTTA', 'DAT', 'DeYO', 'EATA', 'MethodLoss',
+    'BaseTTAMethod', 'CategoryBalancedMemory', 'CoTTA', 'DAT', 'DeYO', 'EATA', 'HybridTTA',
+    'MethodLoss', 'ShiftDetector',
     'NORM_TYPES', 'Norm', 'RDumb', 'RMT', 'ROID', 'RoTTA', 'RobustBatchNorm', 'SAR', 'SVDP',
     'Source', 'Step', 'Tent', 'adapt_step', 'build_method', 'collect_norm_params', 'ema_update',
     'estimate_fisher', 'frozen_copy', 'norm_layers', 'patch_shuffle', 'replace_batchnorm',

@@ -68,13 +68,15 @@ class ViewProbs:
 
 
 def original_view(image: np.ndarray, scale: float, flip: bool,
-                  input_hw: tuple[int, int]) -> Tensor:
+                  input_hw: tuple[int, int], keep_ratio: bool = True) -> Tensor:
     """One view of ``image`` ((H, W, 3) uint8, as loaded) as the reference's multi-scale test
     pipeline makes it: rescaled (bilinear, keeping the aspect ratio) to at most ``scale`` times
-    the input size ``input_hw``, flipped when ``flip``; (3, h, w) uint8."""
+    the input size ``input_hw`` (with ``keep_ratio=False``: resized to exactly
+    ``int(scale * h) x int(scale * w)``, as Hybrid-TTA's pipeline does), flipped when ``flip``;
+    (3, h, w) uint8."""
     height, width = input_hw
-    view = mmcv.imrescale(image, (int(width * scale), int(height * scale)),
-                          interpolation='bilinear')
+    resize = mmcv.imrescale if keep_ratio else mmcv.imresize
+    view = resize(image, (int(width * scale), int(height * scale)), interpolation='bilinear')
     if flip:
         view = view[:, ::-1]
     return torch.from_numpy(np.ascontiguousarray(view.transpose(2, 0, 1)))
@@ -127,6 +129,8 @@ class ScaleFlipViews:
         views_per_forward (int, optional): The memory ceiling: inputs of one size per forward.
             Defaults to None: 1 with ``'original'`` views (the reference's loop and its floats),
             2 with ``'input'`` views (a view and its flip in one batch).
+        keep_ratio (bool): ``'original'`` views keep the aspect ratio (CoTTA's pipeline); False
+            resizes each to exactly the scaled input size (Hybrid-TTA's). Defaults to True.
     """
 
     def __init__(self,
@@ -134,7 +138,8 @@ class ScaleFlipViews:
                  flip: bool = True,
                  source: str = 'input',
                  views_per_forward: int | None = None,
-                 owner: str = 'views') -> None:
+                 owner: str = 'views',
+                 keep_ratio: bool = True) -> None:
         if not scales or min(scales) <= 0:
             raise ValueError(f'{owner}.scales must be positive numbers, got {scales}')
         if source not in VIEW_SOURCES:
@@ -150,6 +155,7 @@ class ScaleFlipViews:
         self.source = source
         self.views_per_forward = views_per_forward
         self.owner = owner
+        self.keep_ratio = keep_ratio
 
     def __len__(self) -> int:
         return len(self.scales) * (2 if self.flip else 1)
@@ -244,7 +250,7 @@ class ScaleFlipViews:
         for scale, group in _by_scale(views):
             inputs = []
             for view in group:
-                raw = original_view(image, scale, view.flip, input_hw)
+                raw = original_view(image, scale, view.flip, input_hw, self.keep_ratio)
                 x = preprocessor(dict(inputs=[raw.to(device)], data_samples=None),
                                  False)['inputs']
                 inputs.append(x if transform is None else transform(view, x))

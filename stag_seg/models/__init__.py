@@ -1,8 +1,10 @@
 """MM model wrappers, the classifier tap, the adapter of each model family, and the models of
 the embedded benchmarks (the small CNN, the NVlabs SegFormer head and backbone), and SVDP's
-sparse prompt."""
+sparse prompt and Hybrid-TTA's adapters, mask token and reconstruction neck."""
 from .adapter import (Adapter, ClassifierAdapter, SegmentorAdapter, build_adapter,
                       classifier_logits, padding_mask, segmentor_logits)
+from .hybrid_mit import (HybridMixVisionTransformer, HybridTTABackbone, ParallelAdapter,
+                         ReconstructionNeck)
 from .nv_mit import NVMixVisionTransformer
 from .nv_segformer_head import LevelProjection, NVSegFormerHead
 from .prompt import SparsePrompt, SparsePromptedBackbone
@@ -13,7 +15,9 @@ from .tta_encoder_decoder import TTACascadeEncoderDecoder, TTAEncoderDecoder
 from .tta_image_classifier import TTAImageClassifier
 
 __all__ = [
-    'NOT_PER_PIXEL_LINEAR', 'Adapter', 'ClassifierAdapter', 'ClassifierTap', 'LevelProjection',
+    'NOT_PER_PIXEL_LINEAR', 'Adapter', 'ClassifierAdapter', 'ClassifierTap',
+    'HybridMixVisionTransformer', 'HybridTTABackbone', 'LevelProjection', 'ParallelAdapter',
+    'ReconstructionNeck',
     'NVMixVisionTransformer', 'NVSegFormerHead', 'SegmentorAdapter', 'SmallConvNet',
     'SparsePrompt', 'SparsePromptedBackbone',
     'TTACascadeEncoderDecoder', 'TTAEncoderDecoder',
