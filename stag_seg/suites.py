@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import multiprocessing
 import os
 import os.path as osp
@@ -398,12 +399,13 @@ def _labels(doc: dict) -> tuple[str, str]:
 
 
 def settings_markdown(document: dict) -> str:
-    """The 'settings' table of a suite's JSON document: the error per setting (mean over seeds,
-    with their spread) of each row and its variant.
+    """The 'settings' table of a suite's JSON document: the error per setting (mean over seeds
+    ± its standard error) of each row and its variant, the change the variant makes, and the
+    images/s of each in the first setting (mean over seeds).
 
     The document holds ``settings``, ``rows`` (``dict(label, plain, variant)`` in the table's
-    order), ``results`` (``{setting: {name: [dict(seed=..., error=...), ...]}}``), the caption
-    and the variants' label.
+    order), ``results`` (``{setting: {name: [dict(seed=..., error=..., images_per_s=...),
+    ...]}}``), the caption and the variants' label.
     """
     results, label = document['results'], _labels(document)[0]
     settings = [s for s in document['settings'] if s in results]
@@ -413,12 +415,19 @@ def settings_markdown(document: dict) -> str:
         if not values:
             return '', None
         mean = statistics.fmean(values)
-        spread = f' ± {statistics.stdev(values):.2f}' if len(values) > 1 else ''
+        spread = (f' ± {statistics.stdev(values) / math.sqrt(len(values)):.2f}'
+                  if len(values) > 1 else '')
         return f'{mean:.2f}{spread}', mean
 
+    def speed(name: str | None) -> str:
+        values = [r['images_per_s'] for r in results[settings[0]].get(name, [])
+                  if r.get('images_per_s') is not None] if name and settings else []
+        return f'{statistics.fmean(values):.0f}' if values else ''
+
     head = ' | '.join(f'{s} | {label}' for s in settings)
-    lines = [f'| method | {head} | mean | {label} mean |',
-             '|---|' + '---:|' * (2 * len(settings) + 2)]
+    first = settings[0] if settings else ''
+    lines = [f'| method | {head} | mean | {label} mean | images/s ({first}) | {label} images/s |',
+             '|---|' + '---:|' * (2 * len(settings) + 4)]
     for row in document['rows']:
         plain, variant = row['plain'], row.get('variant')
         cells, means, variant_means = [], [], []
@@ -434,7 +443,7 @@ def settings_markdown(document: dict) -> str:
         variant_total = (f'{statistics.fmean(variant_means):.2f}'
                          if variant and None not in variant_means else '')
         lines.append(f'| {row["label"]} | ' + ' | '.join(cells)
-                     + f' | {total} | {variant_total} |')
+                     + f' | {total} | {variant_total} | {speed(plain)} | {speed(variant)} |')
     if document.get('caption'):
         lines += ['', document['caption']]
     return '\n'.join(lines)

@@ -477,7 +477,8 @@ def test_the_suite_plans_each_run_once_in_the_tables_order():
 
 def test_the_table_averages_seeds_and_gives_the_change_stag_makes():
     results = {'continual': {
-        'source': [dict(seed=0, error=20.0), dict(seed=1, error=22.0)],
+        'source': [dict(seed=0, error=20.0, images_per_s=100.0),
+                   dict(seed=1, error=22.0, images_per_s=200.0)],
         'tent': [dict(seed=0, error=30.0), dict(seed=1, error=34.0)],
         'tent_stag': [dict(seed=0, error=25.0), dict(seed=1, error=25.0)]}}
     rows = [dict(label='Source', plain='source'),
@@ -485,9 +486,11 @@ def test_the_table_averages_seeds_and_gives_the_change_stag_makes():
     table = settings_markdown(dict(results=results, rows=rows, settings=['continual', 'mixed'],
                                    caption='over seeds 0, 1', variant_label='+ STAG'))
     lines = {line.split(' | ')[0].strip('| '): line for line in table.splitlines()}
-    assert lines['method'] == '| method | continual | + STAG | mean | + STAG mean |'
-    assert '| 21.00 ± 1.41 |  | 21.00 |  |' in lines['Source']
-    assert '| 32.00 ± 2.83 | 25.00 ± 0.00 (-7.00) | 32.00 | 25.00 |' in lines['Tent']
+    assert lines['method'] == ('| method | continual | + STAG | mean | + STAG mean | '
+                               'images/s (continual) | + STAG images/s |')
+    # mean ± standard error over the seeds (std / sqrt(2)); images/s where recorded
+    assert '| 21.00 ± 1.00 |  | 21.00 |  | 150 |  |' in lines['Source']
+    assert '| 32.00 ± 2.00 | 25.00 ± 0.00 (-7.00) | 32.00 | 25.00 |  |  |' in lines['Tent']
     assert table.endswith('\n\nover seeds 0, 1')
 
 

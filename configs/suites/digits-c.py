@@ -62,5 +62,5 @@ record = dict(
     severity=dict(key='test_dataloader.dataset.datasets.0.severity'),
     batch1_images=dict(key='test_dataloader.dataset.datasets.0.num_images', setting='batch1'))
 caption = ('Error (%, lower is better) of {model} on Digits-C (severity {severity}), mean over '
-           'the 15 corruptions and over seeds {seeds} (± standard deviation over seeds); '
-           '(+x.xx) is the change STAG makes.')
+           'the 15 corruptions and over seeds {seeds} (± standard error over seeds); '
+           '(+x.xx) is the change STAG makes; images/s in the first setting, mean over seeds.')
