@@ -196,16 +196,7 @@ def run_segmentation(runs: Sequence[StudyRun], out: str,
     :func:`run_phase` does, with the document kept: the mIoU per (round, domain))."""
     docs = {}
     for i, run in enumerate(runs):
-        work_dir = osp.join(out, run.key)
-        path = osp.join(work_dir, 'tta_results.json')
-        if osp.isfile(path):
-            with open(path) as f:
-                docs[run.key] = json.load(f)
-        else:
-            cfg = build_config(run.config, run.overlays, run.options, seed=run.seed)
-            cfg.work_dir = work_dir
-            cfg.experiment_name = run.key.replace('/', '_')
-            docs[run.key] = runner(cfg)
+        docs[run.key] = _run_or_read(run, out, runner)
         log(f'[{i + 1}/{len(runs)}] {run.key}: mIoU {docs[run.key]["mean"]:.2f}')
     return docs
 
@@ -323,6 +314,22 @@ def rule2_table(summary: dict) -> str:
     return '\n'.join(lines)
 
 
+def _run_or_read(run: StudyRun, out: str, runner: Callable[[Config], dict],
+                 skip_absent: Sequence[str] = ()) -> dict:
+    """The results document of ``run``: read from ``<out>/<key>/tta_results.json`` when it
+    exists (an interrupted phase resumes), else run."""
+    work_dir = osp.join(out, run.key)
+    path = osp.join(work_dir, 'tta_results.json')
+    if osp.isfile(path):
+        with open(path) as f:
+            return json.load(f)
+    cfg = build_config(run.config, run.overlays, run.options, seed=run.seed,
+                       skip_absent=skip_absent)
+    cfg.work_dir = work_dir
+    cfg.experiment_name = run.key.replace('/', '_')
+    return runner(cfg)
+
+
 def run_phase(runs: Sequence[StudyRun], out: str,
               runner: Callable[[Config], dict] = run_config,
               log: Callable[[str], None] = print) -> dict[str, float]:
@@ -333,17 +340,7 @@ def run_phase(runs: Sequence[StudyRun], out: str,
     """
     errors = {}
     for i, run in enumerate(runs):
-        work_dir = osp.join(out, run.key)
-        path = osp.join(work_dir, 'tta_results.json')
-        if osp.isfile(path):
-            with open(path) as f:
-                doc = json.load(f)
-        else:
-            cfg = build_config(run.config, run.overlays, run.options, seed=run.seed,
-                               skip_absent=OPTIONAL_PARTS)
-            cfg.work_dir = work_dir
-            cfg.experiment_name = run.key.replace('/', '_')
-            doc = runner(cfg)
+        doc = _run_or_read(run, out, runner, OPTIONAL_PARTS)
         errors[run.key] = float(doc['mean_error'])
         log(f'[{i + 1}/{len(runs)}] {run.key}: {errors[run.key]:.2f}')
     return errors
