@@ -11,6 +11,9 @@
 # batch-1 subset (the configs' seed_keys).
 table = 'settings'
 config_path = 'configs/digits_c/small-convnet_{}.py'
+# the variants are the rows' methods with STAG
+variant_label = '+ STAG'
+variant_name = 'STAG'
 rows = [
     dict(label='Source', plain='source'),
     # test-batch statistics only mean something with BatchNorm
