@@ -1,6 +1,7 @@
-"""Convert a timm or torchvision ImageNet classifier checkpoint to mmpretrain's layout.
+"""Convert a timm / torchvision ImageNet or RobustBench CIFAR classifier to mmpretrain's layout.
 
-    python tools/convert_timm_classifier.py SRC DST --arch {vit,resnet,resnet-gn}
+    python tools/convert_timm_classifier.py SRC DST
+        --arch {vit,resnet,resnet-gn,robustbench-wrn,robustbench-resnext}
                                             [--check-config CONFIG] [--unsafe-load]
 
 SRC is a plain state dict (``.pth`` / ``.bin``, or ``.safetensors`` with the safetensors
@@ -15,7 +16,13 @@ guessed:
 - ``resnet``: torchvision's ``resnet*`` or timm's BatchNorm ResNets (the same keys), to
   mmpretrain's ``ResNet`` + ``LinearClsHead`` (``configs/_base_/models/resnet50_in1k_tta.py``);
 - ``resnet-gn``: timm's GroupNorm ResNets (``resnet50_gn``), whose norm layers timm calls
-  ``bn*`` and mmpretrain ``gn*`` (``configs/_base_/models/resnet50-gn_in1k_tta.py``).
+  ``bn*`` and mmpretrain ``gn*`` (``configs/_base_/models/resnet50-gn_in1k_tta.py``);
+- ``robustbench-wrn``: RobustBench's CIFAR-10 ``Standard`` WRN-28-10 (``Standard.pt``), to
+  ``CifarWideResNet`` + ``LinearClsHead`` (``configs/_base_/models/wrn-28-10_cifar10_tta.py``);
+- ``robustbench-resnext``: RobustBench's CIFAR-100 ``Hendrycks2020AugMix_ResNeXt``
+  (``Hendrycks2020AugMix_ResNeXt.pt``), to ``CifarResNeXt`` + ``LinearClsHead``
+  (``configs/_base_/models/resnext-29_cifar100_tta.py``); its ``mu``/``sigma`` input buffers
+  are dropped (the config's data preprocessor normalises).
 
 Unknown or missing keys stop the conversion with their names; the count of converted tensors
 is printed. ``--check-config`` builds the config's model and loads DST into it strictly.
@@ -33,8 +40,9 @@ from stag_seg.models.timm_checkpoint import ARCHS, convert, load_state
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='timm / torchvision classifier -> mmpretrain')
-    parser.add_argument('src', help='state dict of the timm or torchvision model')
+    parser = argparse.ArgumentParser(
+        description='timm / torchvision / RobustBench classifier -> mmpretrain')
+    parser.add_argument('src', help='state dict of the timm, torchvision or RobustBench model')
     parser.add_argument('dst', help='where to write the converted checkpoint')
     parser.add_argument('--arch', required=True, choices=ARCHS, help='the layout of SRC')
     parser.add_argument('--check-config',

@@ -4,6 +4,10 @@ The wild settings of the TTA literature change *which* samples arrive when, not 
 
 - ``'sequential'``: the data set's own order (the continual protocol, per domain);
 - ``'mixed'``: one shuffled stream over all domains (the "mixed distribution shifts" of SAR);
+- ``'python_shuffle'``: a shuffle by Python's ``random`` module seeded with ``seed``, the order
+  mariodoebler/test-time-adaptation gives each CIFAR-C domain (``random.seed(RNG_SEED)``, then
+  ``random.shuffle`` of the domain's samples), so a stream there and here is the same, image
+  for image;
 - ``'class_sorted'``: samples grouped by class, classes in a seeded order (the most severe
   online label shift);
 - ``'dirichlet'``: the non-i.i.d. order of NOTE (Gong et al., NeurIPS 2022): the stream is cut
@@ -16,6 +20,7 @@ The wild settings of the TTA literature change *which* samples arrive when, not 
 """
 from __future__ import annotations
 
+import random
 from typing import Sequence
 
 import numpy as np
@@ -25,7 +30,7 @@ from torch.utils.data import Dataset
 
 __all__ = ['ORDERS', 'StreamDataset', 'stream_order']
 
-ORDERS = ('sequential', 'mixed', 'class_sorted', 'dirichlet')
+ORDERS = ('sequential', 'mixed', 'python_shuffle', 'class_sorted', 'dirichlet')
 
 
 def stream_order(num: int,
@@ -55,6 +60,10 @@ def stream_order(num: int,
         return list(range(num))
     if order == 'mixed':
         return [int(i) for i in rng.permutation(num)]
+    if order == 'python_shuffle':
+        indices = list(range(num))
+        random.Random(seed).shuffle(indices)
+        return indices
     if labels is None:
         raise ValueError(f'the {order!r} order needs the labels of the samples')
     labels = np.asarray(labels, dtype=np.int64)

@@ -1,8 +1,10 @@
-"""MM model wrappers, the classifier tap, the adapter of each model family, and the models of
-the embedded benchmarks (the small CNN, the NVlabs SegFormer head and backbone), and SVDP's
-sparse prompt and Hybrid-TTA's adapters, mask token and reconstruction neck."""
+"""MM model wrappers, the classifier tap, the adapter of each model family, the models of the
+benchmarks (the CIFAR-C WRN-28-10 and ResNeXt-29, the small CNN, the NVlabs SegFormer head and
+backbone), and SVDP's sparse prompt and Hybrid-TTA's adapters, mask token and reconstruction
+neck."""
 from .adapter import (Adapter, ClassifierAdapter, SegmentorAdapter, build_adapter,
                       classifier_logits, padding_mask, segmentor_logits)
+from .cifar_nets import CifarResNeXt, CifarWideResNet
 from .hybrid_mit import (HybridMixVisionTransformer, HybridTTABackbone, ParallelAdapter,
                          ReconstructionNeck)
 from .nv_mit import NVMixVisionTransformer
@@ -15,7 +17,8 @@ from .tta_encoder_decoder import TTACascadeEncoderDecoder, TTAEncoderDecoder
 from .tta_image_classifier import TTAImageClassifier
 
 __all__ = [
-    'NOT_PER_PIXEL_LINEAR', 'Adapter', 'ClassifierAdapter', 'ClassifierTap',
+    'NOT_PER_PIXEL_LINEAR', 'Adapter', 'CifarResNeXt', 'CifarWideResNet', 'ClassifierAdapter',
+    'ClassifierTap',
     'HybridMixVisionTransformer', 'HybridTTABackbone', 'LevelProjection', 'ParallelAdapter',
     'ReconstructionNeck',
     'NVMixVisionTransformer', 'NVSegFormerHead', 'SegmentorAdapter', 'SmallConvNet',

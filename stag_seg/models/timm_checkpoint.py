@@ -1,4 +1,5 @@
-"""The key maps of timm / torchvision ImageNet classifier checkpoints to this toolkit's layouts.
+"""The key maps of timm / torchvision ImageNet classifiers and RobustBench CIFAR classifiers to
+this toolkit's layouts.
 
 ``tools/convert_timm_classifier.py`` is their command line; see its docstring for the layouts.
 """
@@ -12,7 +13,7 @@ import torch
 
 __all__ = ['ARCHS', 'BN_STATE', 'PARAM', 'VIT_BLOCK', 'VIT_TOP', 'convert', 'load_state']
 
-ARCHS = ('vit', 'resnet', 'resnet-gn')
+ARCHS = ('vit', 'resnet', 'resnet-gn', 'robustbench-wrn', 'robustbench-resnext')
 
 #: timm ViT block sub-keys and their mmpretrain names (``blocks.i.`` -> ``backbone.layers.i.``)
 VIT_BLOCK = (('norm1.', 'ln1.'), ('attn.qkv.', 'attn.qkv.'), ('attn.proj.', 'attn.proj.'),
@@ -27,7 +28,10 @@ BN_STATE = r'(weight|bias|running_mean|running_var|num_batches_tracked)'
 
 
 def convert(state: dict[str, torch.Tensor], arch: str) -> OrderedDict:
-    """Rename every tensor of a timm / torchvision state dict to mmpretrain's keys.
+    """Rename every tensor of a timm / torchvision / RobustBench state dict to mmpretrain's keys.
+
+    The RobustBench ResNeXt's input normalisation (``mu``, ``sigma``) is dropped: the configs'
+    data preprocessor does it, and it must be the released one (0.5, 0.5).
 
     Raises:
         ValueError: ``arch`` is not one of :data:`ARCHS`.
@@ -35,14 +39,24 @@ def convert(state: dict[str, torch.Tensor], arch: str) -> OrderedDict:
     """
     if arch not in ARCHS:
         raise ValueError(f'--arch must be one of {ARCHS}, got {arch!r}')
-    rename = _vit_key if arch == 'vit' else _resnet_key
+    rename = dict(vit=_vit_key).get(arch, _robustbench_key if arch.startswith('robustbench')
+                                    else _resnet_key)
+    if arch.startswith('robustbench'):  # saved from DataParallel: 'module.' before every key
+        state = {k[len('module.'):] if k.startswith('module.') else k: v
+                 for k, v in state.items()}
+    for name in ROBUSTBENCH_DROPPED if arch == 'robustbench-resnext' else ():
+        if name in state and not torch.allclose(state[name].double().flatten(),
+                                                torch.full((3, ), 0.5, dtype=torch.float64)):
+            raise ValueError(f'{name} = {state[name].flatten().tolist()}: the configs normalise '
+                             'the input with mean = std = 0.5 (127.5 in 0-255 units); set the '
+                             "data preprocessor's mean/std to this checkpoint's instead")
     out: OrderedDict = OrderedDict()
     unknown = []
     for key, value in state.items():
         new = rename(key, arch)
         if new is None:
             unknown.append(key)
-        else:
+        elif new:  # '' marks a tensor the layout drops
             out[new] = value
     if unknown:
         hint = ''
@@ -81,6 +95,33 @@ def _resnet_key(key: str, arch: str) -> str | None:
     if match:
         return f'backbone.{match.group(1) or ""}{norm}{match.group(2)}.{match.group(3)}'
     if re.fullmatch(r'layer\d\.\d+\.downsample\.1\.' + state, key):
+        return 'backbone.' + key
+    return None
+
+
+#: The classifier of each RobustBench CIFAR model (``fc`` of the WRN, ``classifier`` of the
+#: ResNeXt) and the input normalisation buffers that the data preprocessor replaces.
+ROBUSTBENCH_HEAD = {'robustbench-wrn': 'fc', 'robustbench-resnext': 'classifier'}
+ROBUSTBENCH_DROPPED = ('mu', 'sigma')
+
+
+def _robustbench_key(key: str, arch: str) -> str | None:
+    """``backbone.`` before the layers of :mod:`stag_seg.models.cifar_nets` (which keep the
+    released names), ``head.fc.`` for the classifier; the ResNeXt's ``mu``/``sigma`` dropped."""
+    head = ROBUSTBENCH_HEAD[arch]
+    match = re.fullmatch(head + r'\.' + PARAM, key)
+    if match:
+        return f'head.fc.{match.group(1)}'
+    if key in ROBUSTBENCH_DROPPED and arch == 'robustbench-resnext':
+        return ''
+    if arch == 'robustbench-wrn':
+        layer = r'(conv1|block[123]\.layer\.\d+\.(conv[12]|convShortcut))\.weight|' \
+                r'(block[123]\.layer\.\d+\.)?bn[12]\.' + BN_STATE
+    else:
+        layer = r'(conv_1_3x3|stage_[123]\.\d+\.(conv_reduce|conv_conv|conv_expand|' \
+                r'downsample\.0))\.weight|(stage_[123]\.\d+\.)?(bn_1|bn_reduce|bn|' \
+                r'bn_expand|downsample\.1)\.' + BN_STATE
+    if re.fullmatch(layer, key):
         return 'backbone.' + key
     return None
 

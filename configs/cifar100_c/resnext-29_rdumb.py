@@ -1,0 +1,9 @@
+# CIFAR-100-C continual, ResNeXt-29: RDumb (../_base_/tta/rdumb_cifar.py), EATA without the Fisher
+# penalty, d_margin 0.4, reset to the source every 1000 steps; Adam lr 1e-3, betas (0.9, 0.999),
+# no weight decay, batch size 200, as mariodoebler/test-time-adaptation's
+# cfgs/cifar100_c/rdumb.yaml. The stream has 750 batches, so no reset comes within one round.
+_base_ = [
+    './resnext-29_source.py', '../_base_/tta/rdumb_cifar.py',
+    '../_base_/schedules/adam_lr1e-3.py'
+]
+model = dict(tta_method={{_base_.tta_method}}, adapt_optim_wrapper={{_base_.adapt_optim_wrapper}})

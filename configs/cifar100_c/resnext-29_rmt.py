@@ -1,0 +1,9 @@
+# CIFAR-100-C continual, ResNeXt-29: RMT with source replay and warm-up, its source images the
+# CIFAR-100 training split (../_base_/tta/rmt_cifar100.py); Adam lr 1e-3, betas (0.9, 0.999), no
+# weight decay, batch size 200, as mariodoebler/test-time-adaptation's cfgs/cifar100_c/rmt.yaml.
+# The source-free variant: resnext-29_rmt_source-free.py.
+_base_ = [
+    './resnext-29_source.py', '../_base_/tta/rmt_cifar100.py',
+    '../_base_/schedules/adam_lr1e-3.py'
+]
+model = dict(tta_method={{_base_.tta_method}}, adapt_optim_wrapper={{_base_.adapt_optim_wrapper}})

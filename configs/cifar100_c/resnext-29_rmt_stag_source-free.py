@@ -1,0 +1,4 @@
+# CIFAR-100-C continual, ResNeXt-29: RMT (source-free) + STAG with live anchors (RMT trains the
+# classifier).
+_base_ = ['./resnext-29_rmt_source-free.py']
+model = dict(tta_method=dict(regularizers=[dict(type='STAG', anchors='live')]))

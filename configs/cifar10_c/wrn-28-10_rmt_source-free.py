@@ -1,0 +1,5 @@
+# CIFAR-10-C continual, WRN-28-10: RMT's source-free variant (no source replay, no warm-up;
+# mariodoebler/test-time-adaptation scripts/run.sh: RMT.LAMBDA_CE_SRC 0.0 RMT.NUM_SAMPLES_WARM_UP
+# 0). The source prototypes still come from the source images.
+_base_ = ['./wrn-28-10_rmt.py']
+model = dict(tta_method=dict(lambda_ce_src=0.0, warmup_samples=0))

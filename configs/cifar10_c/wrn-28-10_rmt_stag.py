@@ -1,0 +1,3 @@
+# CIFAR-10-C continual, WRN-28-10: RMT + STAG with live anchors (RMT trains the classifier).
+_base_ = ['./wrn-28-10_rmt.py']
+model = dict(tta_method=dict(regularizers=[dict(type='STAG', anchors='live')]))

@@ -1,0 +1,3 @@
+# CIFAR-10-C continual, WRN-28-10: Tent + STAG (its default reading).
+_base_ = ['./wrn-28-10_tent.py', '../_base_/tta/stag.py']
+model = dict(tta_method=dict(regularizers=[{{_base_.stag}}]))
