@@ -15,7 +15,7 @@ from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 from PIL import Image
 
-from stag_seg.engine.guards import BadInputError, CollapseGuard, check_batch
+from stag_seg.engine.guards import BadInputError, CollapseGuard, batch_files, check_batch
 from stag_seg.structures import step_nonfinite, step_stats
 
 # several seconds each (runners, processes, whole streams): make test-fast leaves them out
@@ -325,3 +325,14 @@ def test_resume_without_a_saved_state_is_a_clear_error(tiny_tree, tmp_path, chec
     proc = _test_tta(config, checkpoint, '--work-dir', str(tmp_path / 'none'), '--resume',
                      tmp_path=tmp_path)
     assert proc.returncode != 0 and '--resume: no saved state in' in proc.stderr
+
+
+def test_a_message_names_files_or_array_indices_without_repeating_placeholders():
+    from mmpretrain.structures import DataSample
+    files = [SegDataSample(metainfo=dict(img_path='a.png', seg_map_path='a_gt.png'))]
+    assert batch_files(dict(data_samples=files)) == 'a.png / a_gt.png'
+    arrays = [DataSample(metainfo=dict(sample_idx=i)) for i in (7, 3)]
+    assert batch_files(dict(data_samples=files + arrays)) == \
+        'a.png / a_gt.png, samples 7, 3 of the data set (no file names)'
+    assert batch_files(dict(data_samples=[DataSample()] * 64)) == '64 samples without file names'
+    assert batch_files(dict(data_samples=[])) == '<a batch without data samples>'

@@ -63,16 +63,27 @@ class BadInputPolicy:
                             "test_cfg.on_bad_input='skip' skips and counts such items)")
 
 
-def _files(sample: Any) -> str:
+def _files(sample: Any) -> str | None:
     meta = getattr(sample, 'metainfo', {}) or {}
     names = [str(meta[k]) for k in ('img_path', 'seg_map_path') if meta.get(k)]
-    return ' / '.join(names) if names else '<no file name>'
+    return ' / '.join(names) if names else None
 
 
 def batch_files(data_batch: dict) -> str:
-    """The files of a batch's samples, for messages."""
+    """The files of a batch's samples, for messages; samples read from arrays (no file name) are
+    given by their index in their data set (``sample_idx``), or counted."""
     samples = data_batch.get('data_samples', []) or []
-    return ', '.join(_files(s) for s in samples) or '<a batch without data samples>'
+    if not samples:
+        return '<a batch without data samples>'
+    names = [name for name in map(_files, samples) if name]
+    unnamed = [s for s in samples if not _files(s)]
+    indices = [(getattr(s, 'metainfo', {}) or {}).get('sample_idx') for s in unnamed]
+    if unnamed and all(i is not None for i in indices):
+        names.append(f'samples {", ".join(str(i) for i in indices)} of the data set (no file '
+                     'names)')
+    elif unnamed:
+        names.append(f'{len(unnamed)} samples without file names')
+    return ', '.join(names)
 
 
 def check_batch(data_batch: dict, num_classes: int | None, ignore_index: int = 255) -> None:
