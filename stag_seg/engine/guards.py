@@ -75,8 +75,9 @@ def batch_files(data_batch: dict) -> str:
     samples = data_batch.get('data_samples', []) or []
     if not samples:
         return '<a batch without data samples>'
-    names = [name for name in map(_files, samples) if name]
-    unnamed = [s for s in samples if not _files(s)]
+    files = [_files(s) for s in samples]
+    names = [name for name in files if name]
+    unnamed = [s for s, name in zip(samples, files) if not name]
     indices = [(getattr(s, 'metainfo', {}) or {}).get('sample_idx') for s in unnamed]
     if unnamed and all(i is not None for i in indices):
         names.append(f'samples {", ".join(str(i) for i in indices)} of the data set (no file '

@@ -40,18 +40,17 @@ class _PreActBlock(nn.Module):
         self.conv1 = _conv3x3(in_channels, out_channels, stride)
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.conv2 = _conv3x3(out_channels, out_channels)
-        self.projects = in_channels != out_channels
         # the released WRN has no projection module where the shapes match (None in its state)
         self.convShortcut = (nn.Conv2d(in_channels, out_channels, 1, stride, bias=False)
-                             if self.projects else None)
-        if not self.projects and stride != 1:
+                             if in_channels != out_channels else None)
+        if self.convShortcut is None and stride != 1:
             raise ValueError('a pre-activation block without a projection keeps the stride 1')
 
     def forward(self, x: Tensor) -> Tensor:
         activated = F.relu(self.bn1(x))
         residual = self.conv2(F.relu(self.bn2(self.conv1(activated))))
         # where it projects, the shortcut also starts from the activated input
-        shortcut = self.convShortcut(activated) if self.projects else x
+        shortcut = x if self.convShortcut is None else self.convShortcut(activated)
         return shortcut + residual
 
 

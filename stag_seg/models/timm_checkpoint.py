@@ -39,11 +39,15 @@ def convert(state: dict[str, torch.Tensor], arch: str) -> OrderedDict:
     """
     if arch not in ARCHS:
         raise ValueError(f'--arch must be one of {ARCHS}, got {arch!r}')
-    rename = dict(vit=_vit_key).get(arch, _robustbench_key if arch.startswith('robustbench')
-                                    else _resnet_key)
-    if arch.startswith('robustbench'):  # saved from DataParallel: 'module.' before every key
+    if arch == 'vit':
+        rename = _vit_key
+    elif arch.startswith('robustbench'):
+        rename = _robustbench_key
+        # saved from DataParallel: 'module.' before every key
         state = {k[len('module.'):] if k.startswith('module.') else k: v
                  for k, v in state.items()}
+    else:
+        rename = _resnet_key
     for name in ROBUSTBENCH_DROPPED if arch == 'robustbench-resnext' else ():
         if name in state and not torch.allclose(state[name].double().flatten(),
                                                 torch.full((3, ), 0.5, dtype=torch.float64)):
