@@ -49,3 +49,27 @@ def test_the_cost_tool_measures_hybrid_tta_on_an_input_stretched_to_multiples_of
 def test_the_cost_tool_rejects_bad_sizes():
     with pytest.raises(SystemExit):
         _tool().parse_args(['--size', '1080by1920'])
+
+
+def test_a_measurement_killed_for_memory_is_a_row_and_the_others_go_on(tmp_path, monkeypatch):
+    tool = _tool()
+    real_run = tool.subprocess.run
+
+    def run(argv, **kwargs):  # the kernel's out-of-memory killer ends the 3-per-forward worker
+        if '--worker' in argv and argv[argv.index('--worker') + 1:][:2] == ['views', '3']:
+            return tool.subprocess.CompletedProcess(argv, -9, '', '')
+        return real_run(argv, **kwargs)
+
+    monkeypatch.setattr(tool.subprocess, 'run', run)
+    out = tmp_path / 'cost.json'
+    report = tool.main([
+        '--config', 'configs/demo/segformer-mit-b0_source.py', '--size', '128x256',
+        '--input', '64x128', '--crop', '48', '--stride', '32', '--images', '1', '--warmup', '0',
+        '--methods', '--views-per-forward', '1', '3', '2', '--out', str(out)])
+    killed = 'killed (signal 9; on the CPU usually out of memory)'
+    assert report['teacher']['3'] == {'error': killed}
+    assert report['teacher']['2']['same_labels_as_first']  # measured after the failed one
+    assert report['views_per_forward_ceiling'] == 2
+    table = (tmp_path / 'cost.md').read_text()
+    assert table == tool.teacher_cost_markdown(json.loads(out.read_text())) + '\n'
+    assert f'| 3 | {killed} |' in table

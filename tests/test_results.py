@@ -38,6 +38,7 @@ def _generated() -> list[tuple[str, str, object]]:
     """``(json, md, render)`` for every table the tools write from a committed document."""
     calibration, overhead = _tool('calibrate_severity'), _tool('benchmark_overhead')
     scaling, soak, sweep = _tool('benchmark_scaling'), _tool('soak'), _tool('sweep_zoo')
+    teacher = _tool('benchmark_teacher_cost')
     faults = _tool('fault_check')
     signal = _project_tool('projects/stag_study/tools/analyze_signal.py', 'analyze_signal')
     pairs = [(path, osp.join(osp.dirname(path), 'table.md'), _suite_table)
@@ -49,6 +50,8 @@ def _generated() -> list[tuple[str, str, object]]:
         ('calibration/cotta_lr.json', 'calibration/cotta_lr.md', calibration.lr_choice_markdown),
         ('cost/overhead_cpu.json', 'cost/overhead_cpu.md', overhead.overhead_markdown),
         ('cost/scaling_cpu.json', 'cost/scaling_cpu.md', scaling.scaling_markdown),
+        ('cost/teacher_cost_cpu.json', 'cost/teacher_cost_cpu.md',
+         teacher.teacher_cost_markdown),
         ('soak/soak.json', 'soak/soak.md', soak.soak_markdown),
         ('faults/faults.json', 'faults/faults.md', faults.faults_markdown),
         ('model_zoo/supported_models.json', osp.join(ROOT, 'docs', 'en', 'supported_models.md'),

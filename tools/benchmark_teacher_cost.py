@@ -27,8 +27,10 @@ of ``--size`` resized to ``--input`` as the ACDC pipeline does, and the config's
 
 Every measurement runs in its own process, so that peak memory is not shared: on the CPU the
 growth of the resident set (``ru_maxrss``) from before the first step; on CUDA the allocator's
-peak. Activations dominate both, and they do not depend on the device. Prints a table and
-writes JSON.
+peak. Activations dominate both, and they do not depend on the device. A measurement that
+fails (on the CPU, a value of ``--views-per-forward`` the kernel kills for memory) is recorded
+as a row with its ``error``, and the others go on. Writes the JSON and its tables (``.md``)
+after every row.
 """
 import argparse
 import json
@@ -182,15 +184,15 @@ def worker_method(args: argparse.Namespace, method: str) -> dict:
     batches = [_batch(args, seed, stretch) for seed in range(args.warmup + args.images)]
     base = _base_mb(args)  # before the first step: teacher and anchor copies count
     times = []
-    for i, batch in enumerate(batches):
+    for batch in batches:
         _sync(args)
         start = time.perf_counter()
         with torch.no_grad():  # as MMEngine's TestLoop calls test_step
             model.test_step(batch)
         _sync(args)
-        if i >= args.warmup:
-            times.append(time.perf_counter() - start)
-    return dict(seconds_per_image=statistics.median(times), seconds=times,
+        times.append(time.perf_counter() - start)
+    return dict(seconds_per_image=statistics.median(times[args.warmup:]),
+                seconds=times[args.warmup:], warmup_seconds=times[:args.warmup],
                 peak_mb=_peak_mb(args, base))
 
 
@@ -234,8 +236,54 @@ def _spawn(args: argparse.Namespace, kind: str, value: str) -> dict:
         [ROOT] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
     out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env)
     if out.returncode != 0:
-        raise RuntimeError(f'worker {kind} {value} failed:\n{out.stderr[-3000:]}')
+        # a measurement that does not fit (the kernel's out-of-memory killer: -9) is a result
+        # too: its row says how it ended, and the others are still measured
+        reason = ('killed (signal 9; on the CPU usually out of memory)' if out.returncode == -9
+                  else f'exit status {out.returncode}')
+        last = out.stderr.strip().splitlines()[-1:]
+        print(f'{kind} {value} failed: {reason}\n{out.stderr[-3000:]}', file=sys.stderr)
+        return dict(error=f'{reason}: {last[0][-300:]}' if last else reason)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _write(args: argparse.Namespace, report: dict) -> None:
+    """The JSON and its table beside it (.md), after every row, so that an interrupted run
+    keeps what it measured."""
+    fits = [int(v) for v, row in report['teacher'].items()
+            if 'error' not in row and row['peak_mb'] <= args.budget_gb * 1024]
+    report['views_per_forward_ceiling'] = max(fits) if fits else None
+    with open(args.out, 'w') as f:
+        json.dump(report, f, indent=2)
+    with open(osp.splitext(args.out)[0] + '.md', 'w') as f:
+        f.write(teacher_cost_markdown(report) + '\n')
+
+
+def teacher_cost_markdown(report: dict) -> str:
+    """The tables of a report this tool wrote: the methods, then the teacher alone."""
+    env = report['environment']
+    where = env['cuda'] or f'{env["processor"] or env["machine"]}, {env["torch_threads"]} threads'
+    h, w = report['size']
+    lines = [f'SegFormer-B5 (random weights) on {report["device"]} ({where}), a {w}x{h} image '
+             f'resized to {report["input"][1]}x{report["input"][0]}; median of '
+             f'{report["images"]} images after {report.get("warmup", 0)} untimed', '',
+             '| method | s/image | peak memory (GB) |', '|---|---:|---:|']
+    for method, row in report['methods'].items():
+        lines.append(f'| {method} | ' + (f'{row["seconds_per_image"]:.1f} | '
+                     f'{row["peak_mb"] / 1024:.2f} |' if 'error' not in row
+                     else f'{row["error"]} | |'))
+    lines += ['', '| teacher, views per forward | s/image | peak memory (GB) | '
+              'max abs. difference from the first | labels equal |', '|---:|---:|---:|---:|---|']
+    for vpf, row in report['teacher'].items():
+        if 'error' in row:
+            lines.append(f'| {vpf} | {row["error"]} | | | |')
+            continue
+        lines.append(f'| {vpf} | {row["seconds_per_image"]:.1f} | {row["peak_mb"] / 1024:.2f} | '
+                     f'{row["max_abs_diff_from_first"]:.1e} | '
+                     f'{"yes" if row["same_labels_as_first"] else "no"} |')
+    ceiling = report.get('views_per_forward_ceiling')
+    lines += ['', f'views per forward within {report["budget_gb"]:g} GB: '
+              f'{ceiling if ceiling is not None else "none measured"}']
+    return '\n'.join(lines)
 
 
 def main(argv=None) -> dict:
@@ -250,36 +298,38 @@ def main(argv=None) -> dict:
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     report = dict(
         config=args.config, size=list(args.size), input=list(args.input), images=args.images,
-        device=args.device, budget_gb=args.budget_gb,
+        warmup=args.warmup, device=args.device, budget_gb=args.budget_gb,
         environment=dict(machine=platform.machine(), processor=platform.processor(),
                          torch=torch.__version__, torch_threads=torch.get_num_threads(),
                          cuda=(torch.cuda.get_device_name() if args.device == 'cuda'
                                else None)),
         methods={}, teacher={})
     for method in args.methods:
-        report['methods'][method] = _spawn(args, 'method', method)
-        print(f"{method:>10}: {report['methods'][method]['seconds_per_image']:8.2f} s/image, "
-              f"peak {report['methods'][method]['peak_mb']:9.1f} MB", flush=True)
+        row = report['methods'][method] = _spawn(args, 'method', method)
+        print(f'{method:>10}: ' + (row['error'] if 'error' in row else
+                                   f'{row["seconds_per_image"]:8.2f} s/image, '
+                                   f'peak {row["peak_mb"]:9.1f} MB'), flush=True)
+        _write(args, report)
     reference = None
     for vpf in sorted(set(args.views_per_forward)):
-        row = _spawn(args, 'views', str(vpf))
+        row = report['teacher'][str(vpf)] = _spawn(args, 'views', str(vpf))
+        if 'error' in row:
+            print(f'teacher, {vpf:>2} per forward: {row["error"]}', flush=True)
+            _write(args, report)
+            continue
         probs = torch.load(_probs_path(args, vpf))
         os.remove(_probs_path(args, vpf))
         if reference is None:
             reference = probs
         row['max_abs_diff_from_first'] = float((probs - reference).abs().max())
         row['same_labels_as_first'] = bool(torch.equal(probs.argmax(1), reference.argmax(1)))
-        report['teacher'][str(vpf)] = row
         print(f'teacher, {vpf:>2} per forward: {row["seconds_per_image"]:8.2f} s, peak '
               f'{row["peak_mb"]:9.1f} MB, max |diff| {row["max_abs_diff_from_first"]:.2e}, '
               f'labels equal: {row["same_labels_as_first"]}', flush=True)
-    fits = [int(v) for v, row in report['teacher'].items()
-            if row['peak_mb'] <= args.budget_gb * 1024]
-    report['views_per_forward_ceiling'] = max(fits) if fits else None
-    with open(args.out, 'w') as f:
-        json.dump(report, f, indent=2)
-    print(f'ceiling under {args.budget_gb} GB: {report["views_per_forward_ceiling"]}; '
-          f'wrote {args.out}')
+        _write(args, report)
+    _write(args, report)
+    print(teacher_cost_markdown(report))
+    print(f'wrote {args.out} and its table beside it (.md)')
     return report
 
 
