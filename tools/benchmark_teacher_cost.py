@@ -263,7 +263,8 @@ def teacher_cost_markdown(report: dict) -> str:
     env = report['environment']
     where = env['cuda'] or f'{env["processor"] or env["machine"]}, {env["torch_threads"]} threads'
     h, w = report['size']
-    lines = [f'SegFormer-B5 (random weights) on {report["device"]} ({where}), a {w}x{h} image '
+    lines = [f'`{report["config"]}` with random weights on {report["device"]} ({where}), a '
+             f'{w}x{h} image '
              f'resized to {report["input"][1]}x{report["input"][0]}; median of '
              f'{report["images"]} images after {report.get("warmup", 0)} untimed', '',
              '| method | s/image | peak memory (GB) |', '|---|---:|---:|']
@@ -271,7 +272,7 @@ def teacher_cost_markdown(report: dict) -> str:
         lines.append(f'| {method} | ' + (f'{row["seconds_per_image"]:.1f} | '
                      f'{row["peak_mb"] / 1024:.2f} |' if 'error' not in row
                      else f'{row["error"]} | |'))
-    lines += ['', '| teacher, views per forward | s/image | peak memory (GB) | '
+    lines += ['', '| teacher alone (one image), views per forward | s/image | peak memory (GB) | '
               'max abs. difference from the first | labels equal |', '|---:|---:|---:|---:|---|']
     for vpf, row in report['teacher'].items():
         if 'error' in row:
