@@ -264,8 +264,7 @@ def teacher_cost_markdown(report: dict) -> str:
     where = env['cuda'] or f'{env["processor"] or env["machine"]}, {env["torch_threads"]} threads'
     h, w = report['size']
     lines = [f'`{report["config"]}` with random weights on {report["device"]} ({where}), a '
-             f'{w}x{h} image '
-             f'resized to {report["input"][1]}x{report["input"][0]}; median of '
+             f'{w}x{h} image resized to {report["input"][1]}x{report["input"][0]}; median of '
              f'{report["images"]} images after {report.get("warmup", 0)} untimed', '',
              '| method | s/image | peak memory (GB) |', '|---|---:|---:|']
     for method, row in report['methods'].items():
@@ -305,6 +304,7 @@ def main(argv=None) -> dict:
                          cuda=(torch.cuda.get_device_name() if args.device == 'cuda'
                                else None)),
         methods={}, teacher={})
+    _write(args, report)
     for method in args.methods:
         row = report['methods'][method] = _spawn(args, 'method', method)
         print(f'{method:>10}: ' + (row['error'] if 'error' in row else
@@ -316,19 +316,18 @@ def main(argv=None) -> dict:
         row = report['teacher'][str(vpf)] = _spawn(args, 'views', str(vpf))
         if 'error' in row:
             print(f'teacher, {vpf:>2} per forward: {row["error"]}', flush=True)
-            _write(args, report)
-            continue
-        probs = torch.load(_probs_path(args, vpf))
-        os.remove(_probs_path(args, vpf))
-        if reference is None:
-            reference = probs
-        row['max_abs_diff_from_first'] = float((probs - reference).abs().max())
-        row['same_labels_as_first'] = bool(torch.equal(probs.argmax(1), reference.argmax(1)))
-        print(f'teacher, {vpf:>2} per forward: {row["seconds_per_image"]:8.2f} s, peak '
-              f'{row["peak_mb"]:9.1f} MB, max |diff| {row["max_abs_diff_from_first"]:.2e}, '
-              f'labels equal: {row["same_labels_as_first"]}', flush=True)
+        else:
+            probs = torch.load(_probs_path(args, vpf))
+            os.remove(_probs_path(args, vpf))
+            if reference is None:
+                reference = probs
+            row['max_abs_diff_from_first'] = float((probs - reference).abs().max())
+            row['same_labels_as_first'] = bool(torch.equal(probs.argmax(1),
+                                                           reference.argmax(1)))
+            print(f'teacher, {vpf:>2} per forward: {row["seconds_per_image"]:8.2f} s, peak '
+                  f'{row["peak_mb"]:9.1f} MB, max |diff| {row["max_abs_diff_from_first"]:.2e}, '
+                  f'labels equal: {row["same_labels_as_first"]}', flush=True)
         _write(args, report)
-    _write(args, report)
     print(teacher_cost_markdown(report))
     print(f'wrote {args.out} and its table beside it (.md)')
     return report
