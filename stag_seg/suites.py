@@ -265,6 +265,22 @@ def build_run_config(suite: Config, run: Run, cfg_options: dict | None = None) -
     return cfg
 
 
+def _check_same_run(doc: dict, cfg: Config, where: str, remedy: str) -> dict:
+    """``doc``, after checking that its checkpoint and seed, where it records them, are
+    ``cfg``'s; ``where`` and ``remedy`` complete the error."""
+    mine = dict(checkpoint=cfg.get('load_from'), seed=cfg.get('randomness', {}).get('seed'))
+    for key, value in mine.items():
+        if key not in doc:
+            continue
+        theirs = doc[key]
+        if key == 'checkpoint' and theirs and value:
+            theirs, value = osp.normpath(theirs), osp.normpath(value)
+        if theirs != value:
+            raise SuiteError(f'{where} has {key} {doc[key]!r}, this run has {mine[key]!r} '
+                             f'(another --family or seed?); {remedy}')
+    return doc
+
+
 def _reused(run: Run, cfg: Config) -> dict | None:
     """The results already in ``run.work_dir``, checked to be this run's; None if absent."""
     path = osp.join(run.work_dir, 'tta_results.json')
@@ -272,16 +288,43 @@ def _reused(run: Run, cfg: Config) -> dict | None:
         return None
     with open(path) as f:
         doc = json.load(f)
-    mine = dict(checkpoint=cfg.get('load_from'), seed=cfg.get('randomness', {}).get('seed'))
-    for key, value in mine.items():
-        theirs = doc.get(key)
-        if key == 'checkpoint' and theirs and value:
-            theirs, value = osp.normpath(theirs), osp.normpath(value)
-        if theirs != value:
-            raise SuiteError(f'--reuse: {path} has {key} {doc.get(key)!r}, this run has '
-                             f'{mine[key]!r} (another --family or seed?); give another --out '
-                             'or drop --reuse')
-    return doc
+    doc.setdefault('checkpoint', None)  # a results file always records both
+    doc.setdefault('seed', None)
+    return _check_same_run(doc, cfg, f'--reuse: {path}', 'give another --out or drop --reuse')
+
+
+def _suite_name(suite_path: str) -> str:
+    """How a rounds table names the suite that made it: its path from the working directory."""
+    return osp.normpath(osp.relpath(suite_path))
+
+
+def _table_runs(path: str, suite_path: str, suite: Config, cfg_options: dict | None) -> dict:
+    """``{config: results}`` of the runs of a committed rounds table (``table.json``), checked
+    to be this suite's with the same options."""
+    if suite['table'] != 'rounds':
+        raise SuiteError(f'--from-table completes a rounds table; the suite {suite_path} '
+                         f'writes a {suite["table"]!r} table')
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as err:
+        raise SuiteError(f'--from-table: cannot read {path}: {err}') from err
+    if not isinstance(doc, dict) or 'runs' not in doc or 'suite' not in doc:
+        raise SuiteError(f'--from-table: {path} is not a rounds table that names its suite '
+                         '(table.json with the keys suite and runs)')
+    if doc['suite'] != _suite_name(suite_path):
+        raise SuiteError(f'--from-table: {path} was made by the suite {doc["suite"]}, not by '
+                         f'{_suite_name(suite_path)}')
+    options = _json_options(suite, cfg_options)
+    if doc.get('cfg_options') != options:
+        raise SuiteError(f'--from-table: {path} was made with the options '
+                         f'{doc.get("cfg_options")}, this run has {options}')
+    return {osp.normpath(run['config']): run for run in doc['runs']}
+
+
+def _json_options(suite: Config, cfg_options: dict | None) -> dict:
+    """Every run's options (the suite's, then the command line's) as a table records them."""
+    return json.loads(json.dumps(dict(suite.get('cfg_options') or {}, **(cfg_options or {}))))
 
 
 def run_suite(suite_path: str,
@@ -292,6 +335,7 @@ def run_suite(suite_path: str,
               family: str | None = None,
               extra: Sequence[str] = (),
               reuse: bool = False,
+              from_table: str | None = None,
               cfg_options: dict | None = None,
               jobs: int = 1,
               log: Callable[[str], None] = print) -> dict:
@@ -308,6 +352,9 @@ def run_suite(suite_path: str,
         extra (Sequence[str]): The optional rows to add (their ``optional`` key).
         reuse (bool): Keep results already in ``out``: a run whose ``tta_results.json``
             exists is not run again. Defaults to False.
+        from_table (str, optional): A rounds table's ``table.json`` that this suite made
+            with the same options: a run that is in it and not in ``out`` is taken from it,
+            not run again (so a committed table gains rows without its other runs).
         cfg_options (dict, optional): Options of every run, after the suite's.
         jobs (int): Runs at once, each in its own process with ``cores / jobs`` torch
             threads (:func:`run_in_process`). Defaults to 1: every run in this process, with
@@ -320,8 +367,8 @@ def run_suite(suite_path: str,
 
     Raises:
         SuiteError: a selection the suite does not have, data it requires is missing (the
-            message names the make target that makes it), or results to reuse that are
-            another run's.
+            message names the make target that makes it), or results to reuse (in ``out``
+            or ``from_table``) that are another run's.
     """
     start = time.time()
     suite = load_suite(suite_path)
@@ -355,11 +402,19 @@ def run_suite(suite_path: str,
                  else f'{doc["metric"]} {doc["mean"]:6.2f}')
         log(f'{run.setting:12s} {run.name:18s}{seed}: {score} ({took})')
 
+    table_runs = (_table_runs(from_table, suite_path, suite, cfg_options) if from_table
+                  else {})
     pending = []
     for run in runs:
-        doc = _reused(run, build_run_config(suite, run, cfg_options)) if reuse else None
+        cfg = build_run_config(suite, run, cfg_options)
+        doc = _reused(run, cfg) if reuse else None
         if doc is not None:
             done(run, doc, 'reused')
+        elif osp.normpath(run.config) in table_runs:
+            doc = _check_same_run(table_runs[osp.normpath(run.config)], cfg,
+                                  f'--from-table: {from_table}',
+                                  'give the table this suite made or drop --from-table')
+            done(run, doc, f'from {osp.relpath(from_table)}')
         else:
             pending.append(run)
     if jobs == 1 or len(pending) <= 1:
@@ -383,7 +438,9 @@ def run_suite(suite_path: str,
         result = _write_settings(suite, rows, runs, docs, out, settings, run_seeds, family,
                                  cfg_options, start)
     else:
-        result = _write_rounds(suite, rows, runs, docs, out)
+        result = _write_rounds(suite, rows, runs, docs, out,
+                               identity=dict(suite=_suite_name(suite_path),
+                                             cfg_options=_json_options(suite, cfg_options)))
     log(result['table'])
     log('written: ' + ', '.join(result['files']) + f' ({(time.time() - start) / 60:.1f} min)')
     return result
@@ -558,14 +615,15 @@ def rounds_markdown(document: dict) -> str:
 
 
 def _write_rounds(suite: Config, rows: list[dict], runs: list[Run], docs: dict,
-                  out: str) -> dict:
-    """``table.{md,json}`` and ``comparison.{md,csv,png}`` of the 'rounds' table."""
+                  out: str, identity: dict) -> dict:
+    """``table.{md,json}`` and ``comparison.{md,csv,png}`` of the 'rounds' table; its JSON
+    starts with ``identity`` (the suite and the options that made it)."""
     setting, seed = runs[0].setting, runs[0].seed
     table_rows = [dict(row, plain_doc=docs[(setting, row['plain'], seed)],
                        variant_doc=docs[(setting, row['variant'], seed)]
                        if row.get('variant') else None)
                   for row in rows]
-    document = rounds_document(table_rows, _variant_keys(suite))
+    document = dict(identity, **rounds_document(table_rows, _variant_keys(suite)))
     table = rounds_markdown(document)
     files = [osp.join(out, 'table.md'), osp.join(out, 'table.json')]
     with open(files[0], 'w') as f:

@@ -620,11 +620,16 @@ def test_the_runner_writes_the_demo_table_from_two_results(tmp_path, at_root):
                         '| **40.00** | +5.00 | 10.00 | 9.00 |')
     doc = json.loads((out / 'table.json').read_text())
     runs = doc.pop('runs')
+    # the table names the suite and the options that made it (what --from-table checks)
+    assert doc.pop('suite') == osp.relpath(suite)
+    assert doc.pop('cfg_options') == {'test_cfg.rounds': 3, 'test_cfg.progress': False,
+                                      'log_level': 'WARNING'}
     assert doc == dict(rounds=2, variant_label='+ STAG', variant_name='STAG', rows=[dict(
         method='Tent (entropy)', config='tent', mean=35.0, per_round=[40.0, 30.0],
         images_per_s=10.0, variant_mean=40.0, variant_per_round=[45.0, 35.0],
         variant_images_per_s=9.0)])
     assert [r['mean'] for r in runs] == [35.0, 40.0]
+    assert [(r['checkpoint'], r['seed']) for r in runs] == [(checkpoint, 0)] * 2
     for name in ('comparison.md', 'comparison.csv', 'comparison.png'):
         assert (out / name).stat().st_size > 0
     assert '**45.0**' in (out / 'comparison.md').read_text()
@@ -638,3 +643,92 @@ def test_the_runner_writes_the_demo_table_from_two_results(tmp_path, at_root):
     with pytest.raises(SuiteError, match='the suite runs every config with its own '
                                          'randomness.seed'):
         run_suite(str(suite), out=str(out), methods=['tent'], seeds=[0, 1], reuse=True)
+
+
+def _demo_suite(tmp_path, name='demo', base='demo'):
+    """A demo suite without its data check, at ``tmp_path/<name>.py``."""
+    suite = tmp_path / f'{name}.py'
+    suite.write_text(f'_base_ = [{osp.join(ROOT, f"configs/suites/{base}.py")!r}]\n'
+                     'requires = []\n')
+    return suite
+
+
+def test_a_committed_rounds_table_gains_rows_without_running_its_runs_again(tmp_path, at_root):
+    """--from-table: the runs of a table this suite made are taken from its JSON; only the
+    new rows' results come from --out, and the new table holds both."""
+    suite = _demo_suite(tmp_path)
+    checkpoint = 'checkpoints/segformer-mit-b0_synthetic-cityscapes.pth'
+    domains = ['fog', 'snow']
+
+    def write(out, name, values, images_per_s):
+        doc = _fake_doc('mIoU', values, domains, checkpoint, images_per_s=images_per_s)
+        doc['config'] = f'configs/demo/segformer-mit-b0_{name}.py'
+        _write_doc(out / name, doc)
+
+    first = tmp_path / 'first'
+    write(first, 'tent', [[40.0, 40.0], [30.0, 30.0]], 10.0)
+    write(first, 'tent_stag', [[45.0, 45.0], [35.0, 35.0]], 9.0)
+    run_suite(str(suite), out=str(first), methods=['tent'], reuse=True, log=lambda _: 0)
+    table = str(first / 'table.json')
+    second = tmp_path / 'second'
+    write(second, 'sar', [[50.0, 50.0], [50.0, 50.0]], 5.0)
+    write(second, 'sar_stag', [[51.0, 51.0], [52.0, 52.0]], 4.0)
+    lines = []
+    result = run_suite(str(suite), out=str(second), methods=['tent', 'sar'], reuse=True,
+                       from_table=table, log=lines.append)
+    assert sum(f'from {osp.relpath(table)}' in line for line in lines) == 2
+    assert sum('reused' in line for line in lines) == 2
+    rows = result['table'].splitlines()[2:]
+    assert rows == ['| Tent (entropy) | 40.00 | 30.00 | **35.00** | 45.00 | 35.00 | **40.00** '
+                    '| +5.00 | 10.00 | 9.00 |',
+                    '| SAR | 50.00 | 50.00 | **50.00** | 51.00 | 52.00 | **51.50** | +1.50 '
+                    '| 5.00 | 4.00 |']
+    # the taken runs' records are the first table's, curves and all
+    before = json.loads((first / 'table.json').read_text())['runs']
+    after = json.loads((second / 'table.json').read_text())['runs']
+    assert after[:2] == before and [r['mean'] for r in after[2:]] == [50.0, 51.5]
+    # a run in --out goes before the table's: the table is only where --out has nothing
+    write(second, 'tent', [[20.0, 20.0], [20.0, 20.0]], 1.0)
+    again = run_suite(str(suite), out=str(second), methods=['tent'], reuse=True,
+                      from_table=table, log=lambda _: 0)
+    assert again['table'].splitlines()[2].startswith('| Tent (entropy) | 20.00 | 20.00 |')
+
+
+def test_a_table_is_taken_only_from_the_same_suite_with_the_same_options(tmp_path, at_root):
+    suite = _demo_suite(tmp_path)
+    checkpoint = 'checkpoints/segformer-mit-b0_synthetic-cityscapes.pth'
+    out = tmp_path / 'out'
+    for name in ('tent', 'tent_stag'):
+        doc = _fake_doc('mIoU', [[40.0], [30.0]], ['fog'], checkpoint)
+        doc['config'] = f'configs/demo/segformer-mit-b0_{name}.py'
+        _write_doc(out / name, doc)
+    run_suite(str(suite), out=str(out), methods=['tent'], reuse=True, log=lambda _: 0)
+    table = out / 'table.json'
+    fresh = str(tmp_path / 'fresh')
+    # the calibrated suite runs the same configs on other data: the demo's runs are not its
+    calibrated = _demo_suite(tmp_path, 'calibrated', 'demo-calibrated')
+    with pytest.raises(SuiteError,
+                       match=r'was made by the suite \S*demo.py, not by \S*calibrated.py'):
+        run_suite(str(calibrated), out=fresh, methods=['tent'], from_table=str(table))
+    with pytest.raises(SuiteError, match=r"made with the options .*this run has .*'lr'"):
+        run_suite(str(suite), out=fresh, methods=['tent'], from_table=str(table),
+                  cfg_options={'lr': 1.0})
+    doc = json.loads(table.read_text())
+    doc['runs'][1]['checkpoint'] = 'checkpoints/other.pth'
+    other = tmp_path / 'other.json'
+    other.write_text(json.dumps(doc))
+    with pytest.raises(SuiteError, match=r'--from-table: .*other.json has checkpoint '
+                                         r"'checkpoints/other.pth'"):
+        run_suite(str(suite), out=fresh, methods=['tent'], from_table=str(other))
+    del doc['suite']
+    other.write_text(json.dumps(doc))
+    with pytest.raises(SuiteError, match='is not a rounds table that names its suite'):
+        run_suite(str(suite), out=fresh, methods=['tent'], from_table=str(other))
+    with pytest.raises(SuiteError, match='cannot read .*missing.json'):
+        run_suite(str(suite), out=fresh, methods=['tent'],
+                  from_table=str(tmp_path / 'missing.json'))
+    digits = tmp_path / 'digits-c.py'
+    digits.write_text(f'_base_ = [{SUITE!r}]\nrequires = []\n')
+    with pytest.raises(SuiteError, match="completes a rounds table; .* writes a 'settings'"):
+        run_suite(str(digits), out=fresh, settings=['continual'], methods=['tent'], seeds=[0],
+                  from_table=str(table))

@@ -3,13 +3,19 @@ family and seed, and write its table.
 
     python tools/run_suite.py SUITE [--settings S ...] [--methods M ...] [--seeds K ...]
                                   [--family F] [--with ROW ...] [--reuse] [--out DIR]
-                                  [--jobs N] [--cfg-options KEY=VALUE ...]
+                                  [--from-table TABLE_JSON] [--jobs N]
+                                  [--cfg-options KEY=VALUE ...]
 
 SUITE is a suite config: ``configs/suites/digits-c.py`` (Digits-C, four settings, three
 seeds: ``table.{md,json}``) or ``configs/suites/demo.py`` (the segmentation demo, 3 rounds:
 ``table.{md,json}`` and ``comparison.{md,csv,png}``). Every run goes through MMEngine's runner
 in this process (``--jobs N``: N at a time, in worker processes), its results in
-``<out>/<the suite's work_dir>``. Paths are taken from the repository root.
+``<out>/<the suite's work_dir>``. Paths are taken from the repository root. ``--from-table``
+takes the runs of a table this suite made before (``results/suites/demo/table.json``) instead
+of running them again, so that new rows join a committed table:
+
+    python tools/run_suite.py configs/suites/demo.py --jobs 2 \
+        --from-table results/suites/demo/table.json --out work_dirs/demo_table
 ``stag_seg.suites`` describes the suite's keys.
 """
 import argparse
@@ -40,6 +46,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--reuse', action='store_true',
                         help='keep results already in --out (resume an interrupted table)')
     parser.add_argument('--out', help='output folder (default: the suite\'s out)')
+    parser.add_argument('--from-table', metavar='TABLE_JSON',
+                        help='a table.json this suite made with the same options: its runs '
+                        'are taken from it, not run again (a rounds table gains new rows)')
     parser.add_argument('--jobs', type=int, default=1,
                         help='runs at once, each in its own process with cores/jobs torch '
                         'threads (default: 1, every run in this process)')
@@ -63,6 +72,7 @@ def main() -> None:
     try:
         run_suite(suite, out=out, settings=args.settings, methods=args.methods,
                   seeds=args.seeds, family=args.family, extra=args.extra, reuse=args.reuse,
+                  from_table=args.from_table and osp.abspath(args.from_table),
                   cfg_options=args.cfg_options, jobs=args.jobs)
     except SuiteError as err:  # the suite or the selection: the message says what to change
         sys.exit(f'run_suite.py: {err}')

@@ -200,9 +200,9 @@ def compare_csv(docs: Sequence[dict], path: str,
 
 def comparison_entry(doc: dict) -> dict:
     """What the comparison tables and figure need of a run's results document (its records, with
-    their curves; no environment)."""
-    keep = ('method', 'regularizers', 'config', 'metric', 'rounds', 'domains', 'records',
-            'mean', 'images_per_s')
+    their curves), and what names the run (its config, checkpoint and seed); no environment."""
+    keep = ('method', 'regularizers', 'config', 'checkpoint', 'seed', 'metric', 'rounds',
+            'domains', 'records', 'mean', 'images_per_s')
     return {k: doc[k] for k in keep if k in doc}
 
 
