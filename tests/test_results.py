@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT
 
 from stag_seg.evaluation import write_comparison
-from stag_seg.suites import rounds_markdown, settings_markdown
+from stag_seg.suites import load_suite, rounds_markdown, settings_markdown
 
 RESULTS = osp.join(ROOT, 'results')
 
@@ -95,6 +95,30 @@ def test_every_comparison_is_what_its_runs_make(source, tmp_path):
             committed = f.read()
         with open(tmp_path / name, newline='') as f:
             assert f.read() == committed, name
+
+
+def _rounds_tables() -> list[str]:
+    """The committed tables of the rounds suites (their JSON keeps the runs)."""
+    found = []
+    for path in glob.glob(osp.join(RESULTS, 'suites', '*', 'table.json')):
+        with open(path) as f:
+            if 'runs' in json.load(f):
+                found.append(path)
+    return sorted(found)
+
+
+@pytest.mark.parametrize('source', _rounds_tables(), ids=lambda p: osp.relpath(p, ROOT))
+def test_every_rounds_table_names_the_suite_and_options_that_made_it(source):
+    """What ``run_suite --from-table`` trusts: results/suites/<name>/ is the suite
+    configs/suites/<name>.py's, made with its own options (the calibrated suite runs the demo's
+    configs on other data, so the options tell the two apart)."""
+    with open(source) as f:
+        document = json.load(f)
+    name = osp.basename(osp.dirname(source))
+    assert document['suite'] == f'configs/suites/{name}.py'
+    suite = load_suite(osp.join(ROOT, document['suite']))
+    assert document['cfg_options'] == json.loads(json.dumps(dict(suite.cfg_options)))
+    assert {run['rounds'] for run in document['runs']} == {document['rounds']}
 
 
 def test_every_table_under_results_has_a_generator():
