@@ -122,7 +122,8 @@ demo-cls: demo-cls-data
 
 # Every method +- STAG on the embedded segmentation benchmark, 3 rounds: the table of the
 # README's method zoo (the suite configs/suites/demo.py). TABLE_ARGS=--reuse resumes an
-# interrupted table.
+# interrupted table; TABLE_ARGS='--from-table results/suites/demo/table.json' takes the
+# committed table's runs and runs only the rows it lacks.
 TABLE_ARGS ?=
 demo-table: demo-data
 	$(PY) tools/run_suite.py configs/suites/demo.py --out work_dirs/benchmark_table \
