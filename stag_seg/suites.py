@@ -406,12 +406,13 @@ def run_suite(suite_path: str,
                   else {})
     pending = []
     for run in runs:
-        cfg = build_run_config(suite, run, cfg_options)
+        taken = table_runs.get(osp.normpath(run.config))
+        cfg = build_run_config(suite, run, cfg_options) if reuse or taken else None
         doc = _reused(run, cfg) if reuse else None
         if doc is not None:
             done(run, doc, 'reused')
-        elif osp.normpath(run.config) in table_runs:
-            doc = _check_same_run(table_runs[osp.normpath(run.config)], cfg,
+        elif taken is not None:
+            doc = _check_same_run(taken, cfg,
                                   f'--from-table: {from_table}',
                                   'give the table this suite made or drop --from-table')
             done(run, doc, f'from {osp.relpath(from_table)}')
